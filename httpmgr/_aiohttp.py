@@ -1,0 +1,190 @@
+"""aiohttp adapters: a probed connector and a manager-owned session.
+
+aiohttp reports queueing, connection creation and reuse through ``TraceConfig``
+signals, but not which connection served a request nor when one closes. The
+connector subclass below sees the connection each request gets (``connect()`` is the
+public "get from pool or create" step) and watches its protocol's ``closed`` future.
+All private aiohttp access is in this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import warnings
+import weakref
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+from aiohttp.client_proto import ResponseHandler
+from yarl import URL
+
+from ._probe import Connection, Exchange, Probe, current_exchange
+from ._retry import IDEMPOTENT_METHODS, RETRY_REASON, stale_message
+from ._settings import Settings
+
+__all__ = ["ManagedSession", "ProbedConnector", "client_timeout"]
+
+
+class ProbedConnector(aiohttp.TCPConnector):
+    """``TCPConnector`` that reports connections opened, reused and closed to a probe."""
+
+    def __init__(self, settings: Settings, ssl_context: Any, probe: Probe) -> None:
+        super().__init__(
+            limit=settings.max_connections,
+            limit_per_host=0,
+            keepalive_timeout=settings.keepalive_expiry,
+            ssl=ssl_context,
+        )
+        self.probe = probe
+        self.keepalive_expiry = settings.keepalive_expiry
+        self.httpmgr_closing = False
+        self._known: weakref.WeakKeyDictionary[ResponseHandler, Connection] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def connect(
+        self, req: Any, traces: Any, timeout: aiohttp.ClientTimeout
+    ) -> Any:
+        exchange = current_exchange.get()
+        t0 = time.monotonic()
+        try:
+            connection = await super().connect(req, traces, timeout)
+        except Exception as exc:
+            if exchange is not None and exchange.assigned_at is not None:
+                self._report_failure(exchange, exc)
+            raise
+        if exchange is None:  # a request that did not come through a managed session
+            return connection
+        proto = connection.protocol
+        conn = self._known.get(proto) if proto is not None else None
+        now = time.monotonic()
+        previous = exchange.connection
+        if previous is not None and previous.closed and previous is not conn:
+            # aiohttp itself re-sent an idempotent request whose kept-alive connection
+            # had been dropped: count it like the httpx retry.
+            self.probe.retried(exchange, RETRY_REASON)
+            exchange.restart()
+            exchange.assigned_at = now
+        if conn is None and proto is not None:
+            conn = self._opened(exchange, proto, now - (exchange.assigned_at or t0))
+        if conn is not None:
+            self.probe.acquired(exchange, conn, now)
+        return connection
+
+    def _opened(self, exchange: Exchange, proto: ResponseHandler, setup: float) -> Connection:
+        transport = proto.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        conn = self.probe.connected(exchange.endpoint, setup, peer)
+        self._known[proto] = conn
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        if ssl_object is not None:
+            conn.http_version = "1.1"
+            cipher = (ssl_object.cipher() or (None,))[0]
+            # aiohttp makes the TCP connection and the handshake in one step: the
+            # handshake's own duration is not observable here (None).
+            self.probe.tls_done(conn, None, ssl_object.version(), cipher)
+        else:
+            conn.http_version = "1.1"
+        closed = proto.closed
+        if closed is not None:
+            closed.add_done_callback(lambda fut: self._connection_closed(conn, fut))
+        return conn
+
+    def _connection_closed(self, conn: Connection, fut: asyncio.Future[None]) -> None:
+        failed = not fut.cancelled() and fut.exception() is not None
+        if self.httpmgr_closing:
+            reason: Any = "client_closed"
+        elif failed:
+            reason = "error"
+        elif time.monotonic() - conn.last_active >= self.keepalive_expiry:
+            reason = "idle_expired"
+        else:
+            reason = "server_closed"
+        self.probe.closed(conn, reason)
+
+    def _report_failure(self, exchange: Exchange, exc: BaseException) -> None:
+        setup = time.monotonic() - (exchange.assigned_at or exchange.started)
+        if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)):
+            # TCP connected, TLS failed: a connection that never served a request.
+            conn = self.probe.connected(exchange.endpoint, setup, None)
+            self.probe.tls_done(conn, None, None, None, exc)
+            self.probe.closed(conn, "error")
+        else:
+            self.probe.connect_failed(exchange.endpoint, setup, exc)
+
+    async def close(self, *, abort_ssl: bool = False) -> None:
+        self.httpmgr_closing = True
+        await super().close(abort_ssl=abort_ssl)
+
+
+async def _on_assigned(session: Any, ctx: SimpleNamespace, params: Any) -> None:
+    exchange = current_exchange.get()
+    if exchange is not None and exchange.assigned_at is None:
+        exchange.assigned_at = time.monotonic()
+
+
+def _trace_config() -> aiohttp.TraceConfig:
+    config = aiohttp.TraceConfig()
+    config.on_connection_create_start.append(_on_assigned)
+    config.on_connection_reuseconn.append(_on_assigned)
+    return config
+
+
+def client_timeout(settings: Settings) -> aiohttp.ClientTimeout:
+    """httpx-like timeouts: each phase bounded, no total (a long download may go on)."""
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=settings.effective_pool_timeout,
+        sock_connect=settings.effective_connect_timeout,
+        sock_read=settings.timeout,
+    )
+
+
+# aiohttp warns against subclassing ClientSession because its internals may change.
+# We override only close() (public) and wrap _request(), which every request method
+# goes through; tests pin the behaviour on the aiohttp version we support.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+
+    class ManagedSession(aiohttp.ClientSession):
+        """An ``aiohttp.ClientSession`` owned by a manager.
+
+        ``close()`` from user code (or leaving ``async with session:``) does nothing:
+        other code shares the session. The manager closes it for real.
+        """
+
+        def __init__(self, settings: Settings, connector: ProbedConnector) -> None:
+            super().__init__(
+                connector=connector,
+                connector_owner=False,
+                timeout=client_timeout(settings),
+                trace_configs=[_trace_config()],
+                trust_env=settings.trust_env,
+            )
+
+        async def close(self) -> None:
+            """Ignored: the manager owns this session's lifetime."""
+
+        async def _httpmgr_aclose(self) -> None:
+            await aiohttp.ClientSession.close(self)
+
+        async def _request(self, method: str, str_or_url: Any, **kwargs: Any) -> Any:
+            connector = self.connector
+            probe = connector.probe if isinstance(connector, ProbedConnector) else None
+            if probe is None:  # pragma: no cover - we always build it with one
+                return await super()._request(method, str_or_url, **kwargs)
+            url = URL(str_or_url)
+            exchange = Exchange(
+                probe.endpoint(url.scheme, url.host or "", url.port), method.upper()
+            )
+            token = current_exchange.set(exchange)
+            try:
+                return await super()._request(method, str_or_url, **kwargs)
+            except aiohttp.ServerDisconnectedError as exc:
+                if exchange.reused and exchange.method not in IDEMPOTENT_METHODS:
+                    raise aiohttp.ServerDisconnectedError(stale_message(exchange, exc)) from exc
+                raise
+            finally:
+                current_exchange.reset(token)

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from httpmgr import HttpClientManager, Settings
+from httpmgr.testing import HTTPSTestServer
+
+from .drivers import DRIVERS, KINDS, Driver
+
+
+@pytest.fixture
+def server() -> Iterator[HTTPSTestServer]:
+    with HTTPSTestServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def manager(server: HTTPSTestServer) -> Iterator[HttpClientManager]:
+    """A manager of our own (never the process default) that trusts the test server."""
+    mgr = HttpClientManager(Settings(verify=server.client_ssl_context()), environ={})
+    yield mgr
+    mgr.close_all()
+
+
+@pytest.fixture(params=KINDS)
+def driver(request: pytest.FixtureRequest, manager: HttpClientManager, server: HTTPSTestServer
+           ) -> Iterator[Driver]:
+    drv = DRIVERS[request.param](manager, server.url)
+    yield drv
+    drv.close()
