@@ -44,9 +44,7 @@ class ProbedConnector(aiohttp.TCPConnector):
             weakref.WeakKeyDictionary()
         )
 
-    async def connect(
-        self, req: Any, traces: Any, timeout: aiohttp.ClientTimeout
-    ) -> Any:
+    async def connect(self, req: Any, traces: Any, timeout: aiohttp.ClientTimeout) -> Any:
         exchange = current_exchange.get()
         t0 = time.monotonic()
         try:

@@ -127,9 +127,7 @@ class Probe:
 
     # -- connection set-up ------------------------------------------------------------
 
-    def connected(
-        self, endpoint: Endpoint, duration: float, peer: Any
-    ) -> Connection:
+    def connected(self, endpoint: Endpoint, duration: float, peer: Any) -> Connection:
         conn = Connection(endpoint)
         address, port = _peer(peer)
         self.emit(ConnectionOpened(endpoint, conn.id, duration, address, port))
@@ -165,7 +163,12 @@ class Probe:
         wait = max(0.0, assigned - exchange.started)
         self.emit(
             ConnectionAcquired(
-                exchange.endpoint, conn.id, exchange.reused, wait, idle, conn.requests,
+                exchange.endpoint,
+                conn.id,
+                exchange.reused,
+                wait,
+                idle,
+                conn.requests,
                 conn.http_version,
             )
         )

@@ -76,7 +76,8 @@ class Settings:
     sensitive_query_params: frozenset[str] = field(default=frozenset())
 
     def __post_init__(self) -> None:
-        _check({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, str)
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        _check(values, lambda name: f"{name}={values[name]!r}")
 
     @property
     def pool_key(self) -> tuple[Any, ...]:
@@ -143,9 +144,7 @@ def _parse_env(name: str, raw: str) -> Any:
         try:
             return float(text)
         except ValueError:
-            accepted = "a number of seconds" + (
-                "" if name == "keepalive_expiry" else " or 'none'"
-            )
+            accepted = "a number of seconds" + ("" if name == "keepalive_expiry" else " or 'none'")
             raise SettingsError(f"{var}={raw!r} is not valid: expected {accepted}") from None
     if name in {"http2", "retry_stale", "follow_redirects", "trust_env"}:
         if text.lower() in _TRUE:
@@ -160,11 +159,15 @@ def _parse_env(name: str, raw: str) -> Any:
     return text or None  # ca_bundle
 
 
-def _check(values: Mapping[str, Any], label: Callable[[str], str]) -> None:
-    """Raise SettingsError for the first value that is out of range."""
+def _check(values: Mapping[str, Any], shown: Callable[[str], str]) -> None:
+    """Raise SettingsError for the first value that is out of range.
+
+    ``shown(name)`` renders where the value came from, as ``name=value`` or
+    ``HTTPMGR_NAME='raw'``.
+    """
 
     def fail(name: str, accepted: str) -> None:
-        raise SettingsError(f"{label(name)}={values[name]!r} is not valid: expected {accepted}")
+        raise SettingsError(f"{shown(name)} is not valid: expected {accepted}")
 
     def is_int(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
@@ -218,16 +221,16 @@ def resolve_settings(
             f"unknown setting {unknown[0]!r}; accepted settings: {', '.join(_FIELDS)}"
         )
     values = {name: getattr(base, name) for name in _FIELDS}
-    origin: dict[str, str] = {}
+    from_env: dict[str, str] = {}
     for name in _ENV_FIELDS:
         raw = environ.get(env_var(name))
         if raw is not None:
             values[name] = _parse_env(name, raw)
-            origin[name] = env_var(name)
+            from_env[name] = f"{env_var(name)}={raw!r}"
     for name, value in overrides.items():
         if name == "sensitive_query_params" and not isinstance(value, frozenset):
             value = frozenset(value)
         values[name] = value
-        origin[name] = name
-    _check(values, lambda name: origin.get(name, name))
+        from_env.pop(name, None)
+    _check(values, lambda name: from_env.get(name) or f"{name}={values[name]!r}")
     return Settings(**values)

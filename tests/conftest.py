@@ -25,8 +25,9 @@ def manager(server: HTTPSTestServer) -> Iterator[HttpClientManager]:
 
 
 @pytest.fixture(params=KINDS)
-def driver(request: pytest.FixtureRequest, manager: HttpClientManager, server: HTTPSTestServer
-           ) -> Iterator[Driver]:
+def driver(
+    request: pytest.FixtureRequest, manager: HttpClientManager, server: HTTPSTestServer
+) -> Iterator[Driver]:
     drv = DRIVERS[request.param](manager, server.url)
     yield drv
     drv.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 import httpx
 import pytest
 
@@ -34,9 +35,8 @@ def test_timeouts_share_one_pool_and_are_honoured(driver: Driver, server: HTTPST
     for timeout in (5, 30, 5, 30, None):
         driver.get(timeout=timeout)
     assert server.stats.handshakes == 1
-    with pytest.raises(Exception) as excinfo:
+    with pytest.raises((httpx.TimeoutException, aiohttp.ServerTimeoutError, TimeoutError)):
         driver.get("/delay/1", timeout=0.2)
-    assert "timeout" in type(excinfo.value).__name__.lower()
     assert driver.get("/delay/0.3", timeout=5) == "ok"
 
 
@@ -85,7 +85,10 @@ def test_post_on_stale_connection_is_not_retried_and_says_why(
     driver: Driver, server: HTTPSTestServer
 ) -> None:
     driver.get()
-    with server.faulty(drop_after=1), pytest.raises(Exception) as excinfo:
+    with (
+        server.faulty(drop_after=1),
+        pytest.raises((httpx.RemoteProtocolError, aiohttp.ServerDisconnectedError)) as excinfo,
+    ):
         driver.request("POST", "/echo", b"order")
     message = str(excinfo.value)
     assert "POST" in message

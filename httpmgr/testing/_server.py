@@ -154,7 +154,8 @@ class HTTPSTestServer:
             asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result()
 
     async def _stop(self) -> None:
-        assert self._listener is not None and self._acceptor is not None
+        assert self._listener is not None
+        assert self._acceptor is not None
         self._acceptor.cancel()
         self._listener.close()
         self._listener = None
