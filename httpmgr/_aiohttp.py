@@ -13,6 +13,7 @@ import asyncio
 import time
 import warnings
 import weakref
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,6 +21,7 @@ import aiohttp
 from aiohttp.client_proto import ResponseHandler
 from yarl import URL
 
+from ._events import Endpoint
 from ._probe import Connection, Exchange, Probe, current_exchange
 from ._retry import IDEMPOTENT_METHODS, RETRY_REASON, stale_message
 from ._settings import Settings
@@ -38,11 +40,33 @@ class ProbedConnector(aiohttp.TCPConnector):
             ssl=ssl_context,
         )
         self.probe = probe
+        self.max_connections = settings.max_connections
         self.keepalive_expiry = settings.keepalive_expiry
         self.httpmgr_closing = False
         self._known: weakref.WeakKeyDictionary[ResponseHandler, Connection] = (
             weakref.WeakKeyDictionary()
         )
+        probe.pools.add(self)
+
+    def snapshot(self) -> list[tuple[Endpoint, str | None, bool]]:
+        """Open connections, read from the connector's private state (may be called from
+        the metric reader's thread: the state is copied, and a collision retried)."""
+        for _ in range(3):
+            try:
+                idle = {proto for conns in list(self._conns.values()) for proto, _ in conns}
+                active = set(self._acquired) - idle
+                break
+            except RuntimeError:  # changed size during iteration
+                continue
+        else:  # pragma: no cover
+            return []
+        rows = []
+        for protos, is_idle in ((active, False), (idle, True)):
+            for proto in protos:
+                conn = self._known.get(proto)
+                if conn is not None and not conn.closed:
+                    rows.append((conn.endpoint, conn.http_version, is_idle))
+        return rows
 
     async def connect(self, req: Any, traces: Any, timeout: aiohttp.ClientTimeout) -> Any:
         exchange = current_exchange.get()
@@ -123,8 +147,24 @@ async def _on_assigned(session: Any, ctx: SimpleNamespace, params: Any) -> None:
         exchange.assigned_at = time.monotonic()
 
 
+async def _on_queued(session: Any, ctx: SimpleNamespace, params: Any) -> None:
+    exchange = current_exchange.get()
+    if exchange is not None:
+        exchange.queued = True
+
+
+async def _on_request_start(session: Any, ctx: SimpleNamespace, params: Any) -> None:
+    # Runs after any OpenTelemetry trace config, so its request span is current.
+    exchange = current_exchange.get()
+    connector = session.connector
+    if exchange is not None and isinstance(connector, ProbedConnector):
+        connector.probe.request_started(exchange, params.url)
+
+
 def _trace_config() -> aiohttp.TraceConfig:
     config = aiohttp.TraceConfig()
+    config.on_request_start.append(_on_request_start)
+    config.on_connection_queued_start.append(_on_queued)
     config.on_connection_create_start.append(_on_assigned)
     config.on_connection_reuseconn.append(_on_assigned)
     return config
@@ -153,12 +193,18 @@ with warnings.catch_warnings():
         other code shares the session. The manager closes it for real.
         """
 
-        def __init__(self, settings: Settings, connector: ProbedConnector) -> None:
+        def __init__(
+            self,
+            settings: Settings,
+            connector: ProbedConnector,
+            trace_configs: Sequence[aiohttp.TraceConfig] = (),
+        ) -> None:
             super().__init__(
                 connector=connector,
                 connector_owner=False,
                 timeout=client_timeout(settings),
-                trace_configs=[_trace_config()],
+                # ours last: its on_request_start sees the span the others started
+                trace_configs=[*trace_configs, _trace_config()],
                 trust_env=settings.trust_env,
             )
 
@@ -178,11 +224,17 @@ with warnings.catch_warnings():
                 probe.endpoint(url.scheme, url.host or "", url.port), method.upper()
             )
             token = current_exchange.set(exchange)
+            error: BaseException | None = None
             try:
                 return await super()._request(method, str_or_url, **kwargs)
             except aiohttp.ServerDisconnectedError as exc:
+                error = exc
                 if exchange.reused and exchange.method not in IDEMPOTENT_METHODS:
                     raise aiohttp.ServerDisconnectedError(stale_message(exchange, exc)) from exc
                 raise
+            except BaseException as exc:
+                error = exc
+                raise
             finally:
+                probe.request_finished(exchange, error)
                 current_exchange.reset(token)

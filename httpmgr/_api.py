@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -30,9 +31,23 @@ def default_manager() -> HttpClientManager:
     if manager is None:
         with _default_lock:
             if _default is None:
-                _default = HttpClientManager()
+                manager = HttpClientManager()
+                if os.environ.get("HTTPMGR_TELEMETRY", "").strip():
+                    _configure_telemetry(manager)
+                _default = manager
             manager = _default
     return manager
+
+
+def _configure_telemetry(manager: HttpClientManager) -> None:
+    try:
+        from .telemetry import configure_from_env
+    except ImportError as exc:
+        raise ImportError(
+            f"HTTPMGR_TELEMETRY is set but OpenTelemetry is not installed ({exc}); "
+            "install httpmgr[otel]"
+        ) from exc
+    configure_from_env(manager)
 
 
 def get_http_client(timeout: float | None = None, **settings: Any) -> httpx.Client:

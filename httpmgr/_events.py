@@ -23,7 +23,9 @@ __all__ = [
     "Endpoint",
     "Event",
     "EventSink",
+    "RequestFinished",
     "RequestRetried",
+    "RequestStarted",
     "TLSHandshake",
 ]
 
@@ -47,6 +49,7 @@ class Endpoint:
     scheme: str
     host: str
     port: int
+    managed: bool = True  # False for clients httpmgr measures but did not create
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +85,33 @@ class ConnectionAcquired:
     endpoint: Endpoint
     connection_id: int
     reused: bool
-    wait_time: float  # seconds from entering the client until a connection was assigned
+    # seconds the request waited in the pool's queue for a connection (0 if it did not)
+    wait_time: float
     idle_time: float | None  # seconds the reused connection had been idle
     request_count: int  # this request is the nth on the connection
     http_version: str | None
+    peer_address: str | None
+    peer_port: int | None
+    tls_version: str | None
+    tls_cipher: str | None
+    assigned_at: float  # time.monotonic() when the connection was assigned
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStarted:
+    """A request entered a managed client. ``url`` is raw: never record it unredacted."""
+
+    endpoint: Endpoint
+    method: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFinished:
+    """The request got its response headers (``error_type`` None) or failed."""
+
+    endpoint: Endpoint
+    error_type: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +150,9 @@ class ClientRecreated:
 
 
 Event = (
-    ConnectionOpened
+    RequestStarted
+    | RequestFinished
+    | ConnectionOpened
     | ConnectFailed
     | TLSHandshake
     | ConnectionAcquired

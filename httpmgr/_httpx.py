@@ -16,6 +16,7 @@ from types import TracebackType
 import httpcore
 import httpx
 
+from ._events import Endpoint
 from ._probe import Connection, Exchange, Probe, current_exchange
 from ._retry import RETRY_REASON, StaleDecision, decide, stale_message
 from ._settings import Settings
@@ -26,6 +27,10 @@ __all__ = [
     "ManagedClient",
     "PooledTransport",
 ]
+
+# Where the transport leaves the Exchange for the pool (httpx passes the request's
+# extensions dict through to httpcore's request as the same object).
+_EXCHANGE = "httpmgr.exchange"
 
 # Failures that, on a reused connection before any response byte, mean "stale".
 _STALE_ERRORS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.ConnectError)
@@ -269,6 +274,48 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+# --- pools -----------------------------------------------------------------------------
+
+
+def _mark_queued(pool_requests: typing.Iterable[typing.Any]) -> None:
+    for pool_request in pool_requests:
+        if pool_request.is_queued():
+            exchange = pool_request.request.extensions.get(_EXCHANGE)
+            if exchange is not None:
+                exchange.queued = True
+
+
+def _snapshot(
+    probe: Probe, connections: typing.Iterable[typing.Any]
+) -> list[tuple[Endpoint, str | None, bool]]:
+    rows: list[tuple[Endpoint, str | None, bool]] = []
+    for conn in list(connections):
+        origin = conn._origin
+        inner = conn._connection
+        version = "2" if type(inner).__name__ == "HTTP2Connection" else "1.1"
+        endpoint = probe.endpoint(
+            origin.scheme.decode("ascii"), origin.host.decode("ascii"), origin.port
+        )
+        rows.append((endpoint, version, conn.is_idle()))
+    return rows
+
+
+class _Pool(httpcore.ConnectionPool):
+    """Marks requests the pool could not serve at once as queued (httpcore has no event)."""
+
+    def _assign_requests_to_connections(self) -> list[httpcore.ConnectionInterface]:
+        closing = super()._assign_requests_to_connections()
+        _mark_queued(self._requests)
+        return closing
+
+
+class _AsyncPool(httpcore.AsyncConnectionPool):
+    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
+        closing = super()._assign_requests_to_connections()
+        _mark_queued(self._requests)
+        return closing
+
+
 # --- transports ------------------------------------------------------------------------
 
 
@@ -286,7 +333,17 @@ def _pool_kwargs(settings: Settings, ssl_context: ssl.SSLContext) -> dict[str, t
 
 def _begin(probe: Probe, request: httpx.Request) -> Exchange:
     url = request.url
-    return Exchange(probe.endpoint(url.scheme, url.host, url.port), request.method)
+    exchange = Exchange(probe.endpoint(url.scheme, url.host, url.port), request.method)
+    request.extensions[_EXCHANGE] = exchange
+    probe.request_started(exchange, url)
+    return exchange
+
+
+def _end(
+    probe: Probe, exchange: Exchange, request: httpx.Request, error: BaseException | None
+) -> None:
+    request.extensions.pop(_EXCHANGE, None)
+    probe.request_finished(exchange, error)
 
 
 def _replayable(request: httpx.Request) -> bool:
@@ -305,17 +362,19 @@ class PooledTransport(httpx.HTTPTransport):
         self.settings = settings
         self.probe = probe
         self.backend_state = _BackendState(probe, settings.keepalive_expiry)
-        self._pool = httpcore.ConnectionPool(
+        self.max_connections = settings.max_connections
+        self._pool = _Pool(
             **_pool_kwargs(settings, ssl_context), network_backend=_Backend(self.backend_state)
         )
+        probe.pools.add(self)
 
-    @property
-    def pool(self) -> httpcore.ConnectionPool:
-        return self._pool
+    def snapshot(self) -> list[tuple[Endpoint, str | None, bool]]:
+        return _snapshot(self.probe, self._pool.connections)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         exchange = _begin(self.probe, request)
         token = current_exchange.set(exchange)
+        error: BaseException | None = None
         try:
             for attempt in (0, 1):
                 try:
@@ -334,7 +393,11 @@ class PooledTransport(httpx.HTTPTransport):
                     self.probe.retried(exchange, RETRY_REASON)
                     exchange.restart()
             raise AssertionError("unreachable")  # pragma: no cover
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
+            _end(self.probe, exchange, request, error)
             current_exchange.reset(token)
 
     def close(self) -> None:
@@ -350,18 +413,20 @@ class AsyncPooledTransport(httpx.AsyncHTTPTransport):
         self.settings = settings
         self.probe = probe
         self.backend_state = _BackendState(probe, settings.keepalive_expiry)
-        self._pool = httpcore.AsyncConnectionPool(
+        self.max_connections = settings.max_connections
+        self._pool = _AsyncPool(
             **_pool_kwargs(settings, ssl_context),
             network_backend=_AsyncBackend(self.backend_state),
         )
+        probe.pools.add(self)
 
-    @property
-    def pool(self) -> httpcore.AsyncConnectionPool:
-        return self._pool
+    def snapshot(self) -> list[tuple[Endpoint, str | None, bool]]:
+        return _snapshot(self.probe, self._pool.connections)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         exchange = _begin(self.probe, request)
         token = current_exchange.set(exchange)
+        error: BaseException | None = None
         try:
             for attempt in (0, 1):
                 try:
@@ -380,7 +445,11 @@ class AsyncPooledTransport(httpx.AsyncHTTPTransport):
                     self.probe.retried(exchange, RETRY_REASON)
                     exchange.restart()
             raise AssertionError("unreachable")  # pragma: no cover
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
+            _end(self.probe, exchange, request, error)
             current_exchange.reset(token)
 
     async def aclose(self) -> None:

@@ -20,11 +20,29 @@ _stdlib = logging.getLogger(LOGGER_NAME)
 
 
 def log_event(level: int, event: str, **fields: Any) -> None:
-    """Log ``event`` (``httpmgr.<noun>_<verb>``) with key/value ``fields``."""
+    """Log ``event`` (``httpmgr.<noun>_<verb>``) with key/value ``fields``.
+
+    ``trace_id`` and ``span_id`` of the current span are added when there is one.
+    """
+    if not (structlog.is_configured() or _stdlib.isEnabledFor(level)):
+        return
+    fields.update(trace_context())
     if structlog.is_configured():
         structlog.get_logger(LOGGER_NAME).log(level, event, **fields)
     elif _stdlib.isEnabledFor(level):
         _stdlib.log(level, "%s %s", event, _kv(fields), extra={"httpmgr": fields})
+
+
+def trace_context() -> dict[str, str]:
+    """``trace_id``/``span_id`` (hex, as OTLP and Jaeger show them) of the current span."""
+    try:
+        from opentelemetry import trace
+    except ImportError:  # the otel extra is not installed
+        return {}
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return {}
+    return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")}
 
 
 def _kv(fields: dict[str, Any]) -> str:

@@ -17,8 +17,11 @@ import os
 import ssl
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Hashable, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Hashable, Mapping, Sequence
+from typing import Any, Protocol
+
+import aiohttp
+import httpx
 
 from ._aiohttp import ManagedSession, ProbedConnector
 from ._events import ClientClosed, ClientCreated, ClientKind, ClientRecreated, EventSink
@@ -27,7 +30,20 @@ from ._log import log_event
 from ._probe import Probe
 from ._settings import Settings, resolve_settings
 
-__all__ = ["HttpClientManager"]
+__all__ = ["ClientHooks", "HttpClientManager"]
+
+_log = logging.getLogger("httpmgr")
+
+
+class ClientHooks(Protocol):
+    """What the manager calls as it builds clients (request-span instrumentation)."""
+
+    def httpx_client(self, client: httpx.Client | httpx.AsyncClient, new_pool: bool) -> None:
+        """A managed httpx client was built (``new_pool``: over a pool just created)."""
+
+    def aiohttp_trace_configs(self) -> Sequence[aiohttp.TraceConfig]:
+        """Trace configs to give a managed aiohttp session being built."""
+        ...
 
 
 class _LoopPools:
@@ -80,6 +96,7 @@ class HttpClientManager:
         self.probes: dict[ClientKind, Probe] = {
             kind: Probe(kind, sink) for kind in ("httpx", "httpx_async", "aiohttp")
         }
+        self.hooks: ClientHooks | None = None
         self._atexit_registered = False
         self._init_state()
         _MANAGERS.add(self)
@@ -101,6 +118,28 @@ class HttpClientManager:
         """Send every client kind's events to ``sink`` (``None`` to stop)."""
         for probe in self.probes.values():
             probe.sink = sink
+
+    @property
+    def sink(self) -> EventSink | None:
+        return self.probes["httpx"].sink
+
+    def _hook_httpx(self, client: httpx.Client | httpx.AsyncClient, new_pool: bool) -> None:
+        hooks = self.hooks
+        if hooks is not None:
+            try:
+                hooks.httpx_client(client, new_pool)
+            except Exception:  # instrumentation must not stop the client being built
+                _log.exception("httpmgr: instrumenting an httpx client failed")
+
+    def _aiohttp_trace_configs(self) -> Sequence[aiohttp.TraceConfig]:
+        hooks = self.hooks
+        if hooks is None:
+            return ()
+        try:
+            return hooks.aiohttp_trace_configs()
+        except Exception:
+            _log.exception("httpmgr: instrumenting an aiohttp session failed")
+            return ()
 
     # -- settings ---------------------------------------------------------------------
 
@@ -145,6 +184,7 @@ class HttpClientManager:
             if client is not None and not client.is_closed:
                 return client
             transport = self._transports.get(resolved.pool_key)
+            new_pool = transport is None
             if transport is None:
                 transport = PooledTransport(
                     resolved, self._ssl_context(resolved), self.probes["httpx"]
@@ -152,6 +192,7 @@ class HttpClientManager:
                 self._transports[resolved.pool_key] = transport
                 self._created("httpx", transport)
             new = ManagedClient(resolved, transport)
+            self._hook_httpx(new, new_pool)
             self._clients[resolved] = new
             if client is not None:
                 self._recreated("httpx", transport)
@@ -192,12 +233,14 @@ class HttpClientManager:
         if client is not None and not client.is_closed:
             return client
         transport = pools.transports.get(resolved.pool_key)
+        new_pool = transport is None
         if transport is None:
             probe = self.probes["httpx_async"]
             transport = AsyncPooledTransport(resolved, self._ssl_context(resolved), probe)
             pools.transports[resolved.pool_key] = transport
             self._created("httpx_async", transport)
         new = pools.clients[resolved] = ManagedAsyncClient(resolved, transport)
+        self._hook_httpx(new, new_pool)
         if client is not None:
             self._recreated("httpx_async", transport)
         return new
@@ -217,7 +260,9 @@ class HttpClientManager:
             connector = ProbedConnector(resolved, self._ssl_context(resolved), probe)
             pools.connectors[resolved.pool_key] = connector
             self._created("aiohttp", connector)
-        new = pools.sessions[resolved] = ManagedSession(resolved, connector)
+        new = pools.sessions[resolved] = ManagedSession(
+            resolved, connector, self._aiohttp_trace_configs()
+        )
         if session is not None:
             self._recreated("aiohttp", connector)
         return new

@@ -12,8 +12,10 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+import weakref
+from collections.abc import Iterable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Protocol
 
 from ._events import (
     ClientKind,
@@ -25,11 +27,13 @@ from ._events import (
     Endpoint,
     Event,
     EventSink,
+    RequestFinished,
     RequestRetried,
+    RequestStarted,
     TLSHandshake,
 )
 
-__all__ = ["Connection", "Exchange", "Probe", "current_exchange"]
+__all__ = ["Connection", "Exchange", "PoolView", "Probe", "current_exchange"]
 
 _log = logging.getLogger("httpmgr")
 _ids = itertools.count(1)
@@ -46,8 +50,12 @@ class Connection:
         "id",
         "last_active",
         "opened_at",
+        "peer_address",
+        "peer_port",
         "requests",
         "server_closed",
+        "tls_cipher",
+        "tls_version",
     )
 
     def __init__(self, endpoint: Endpoint) -> None:
@@ -57,6 +65,10 @@ class Connection:
         self.last_active = self.opened_at
         self.requests = 0
         self.http_version: str | None = None
+        self.peer_address: str | None = None
+        self.peer_port: int | None = None
+        self.tls_version: str | None = None
+        self.tls_cipher: str | None = None
         self.server_closed = False
         self.errored = False
         self.closed = False
@@ -66,10 +78,12 @@ class Exchange:
     """One request from entering the client until it has its response headers."""
 
     __slots__ = (
+        "announced",
         "assigned_at",
         "connection",
         "endpoint",
         "method",
+        "queued",
         "received",
         "reused",
         "started",
@@ -84,6 +98,8 @@ class Exchange:
         self.connection: Connection | None = None
         self.reused = False
         self.received = False  # any response byte read for this attempt
+        self.queued = False  # the pool had no connection for it at first
+        self.announced = False  # RequestStarted was emitted
 
     def restart(self) -> None:
         """Forget the failed attempt before a retry."""
@@ -92,6 +108,17 @@ class Exchange:
         self.connection = None
         self.reused = False
         self.received = False
+        self.queued = False
+
+
+class PoolView(Protocol):
+    """A pool the probe can read its occupancy from (at metric collection time)."""
+
+    max_connections: int
+
+    def snapshot(self) -> Iterable[tuple[Endpoint, str | None, bool]]:
+        """One ``(endpoint, http_version, idle)`` per open connection."""
+        ...
 
 
 current_exchange: ContextVar[Exchange | None] = ContextVar("httpmgr_exchange", default=None)
@@ -100,11 +127,12 @@ current_exchange: ContextVar[Exchange | None] = ContextVar("httpmgr_exchange", d
 class Probe:
     """Turns what an adapter observed into events for the sink (if any)."""
 
-    __slots__ = ("_failed", "kind", "sink")
+    __slots__ = ("_failed", "kind", "pools", "sink")
 
     def __init__(self, kind: ClientKind, sink: EventSink | None = None) -> None:
         self.kind: ClientKind = kind
         self.sink = sink
+        self.pools: weakref.WeakSet[PoolView] = weakref.WeakSet()
         self._failed = False
 
     def emit(self, event: Event) -> None:
@@ -129,8 +157,8 @@ class Probe:
 
     def connected(self, endpoint: Endpoint, duration: float, peer: Any) -> Connection:
         conn = Connection(endpoint)
-        address, port = _peer(peer)
-        self.emit(ConnectionOpened(endpoint, conn.id, duration, address, port))
+        conn.peer_address, conn.peer_port = _peer(peer)
+        self.emit(ConnectionOpened(endpoint, conn.id, duration, conn.peer_address, conn.peer_port))
         return conn
 
     def connect_failed(self, endpoint: Endpoint, duration: float, exc: BaseException) -> None:
@@ -145,9 +173,21 @@ class Probe:
         exc: BaseException | None = None,
     ) -> None:
         err = None if exc is None else error_type(exc)
+        conn.tls_version, conn.tls_cipher = version, cipher
         self.emit(TLSHandshake(conn.endpoint, conn.id, duration, version, cipher, err))
 
     # -- requests ---------------------------------------------------------------------
+
+    def request_started(self, exchange: Exchange, url: object) -> None:
+        if self.sink is not None:
+            exchange.announced = True
+            self.emit(RequestStarted(exchange.endpoint, exchange.method, str(url)))
+
+    def request_finished(self, exchange: Exchange, exc: BaseException | None) -> None:
+        if exchange.announced:
+            exchange.announced = False
+            err = None if exc is None else error_type(exc)
+            self.emit(RequestFinished(exchange.endpoint, err))
 
     def acquired(self, exchange: Exchange, conn: Connection, now: float) -> None:
         """``exchange`` starts using ``conn`` (first write of the request)."""
@@ -160,7 +200,7 @@ class Probe:
             return
         # A new connection was assigned when its connect began: set-up is not queue wait.
         assigned = now if exchange.assigned_at is None else exchange.assigned_at
-        wait = max(0.0, assigned - exchange.started)
+        wait = max(0.0, assigned - exchange.started) if exchange.queued else 0.0
         self.emit(
             ConnectionAcquired(
                 exchange.endpoint,
@@ -170,6 +210,11 @@ class Probe:
                 idle,
                 conn.requests,
                 conn.http_version,
+                conn.peer_address,
+                conn.peer_port,
+                conn.tls_version,
+                conn.tls_cipher,
+                assigned,
             )
         )
 

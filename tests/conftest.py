@@ -8,6 +8,7 @@ from httpmgr import HttpClientManager, Settings
 from httpmgr.testing import HTTPSTestServer
 
 from .drivers import DRIVERS, KINDS, Driver
+from .otel import Telemetry
 
 
 @pytest.fixture
@@ -31,3 +32,15 @@ def driver(
     drv = DRIVERS[request.param](manager, server.url)
     yield drv
     drv.close()
+
+
+@pytest.fixture
+def telemetry(manager: HttpClientManager) -> Iterator[Telemetry]:
+    """The manager's telemetry, recorded with in-memory exporters."""
+    from httpmgr.telemetry import instrument
+
+    tel = Telemetry()
+    instrument(manager, tracer_provider=tel.tracer_provider, meter_provider=tel.meter_provider)
+    yield tel
+    manager.close_all()
+    tel.shutdown()

@@ -1,0 +1,188 @@
+"""Switching telemetry on: by code, by environment variable, or by ``opentelemetry-instrument``.
+
+- ``httpmgr.telemetry.instrument()`` records the default manager's connection events
+  with the global (or given) OpenTelemetry providers, and gives every managed client
+  request spans from opentelemetry-instrumentation-httpx / -aiohttp-client.
+- ``HTTPMGR_TELEMETRY=1 python app.py`` does the same with no code change, first setting
+  up the OpenTelemetry SDK from the standard ``OTEL_*`` variables, unless the application
+  has installed providers of its own, which are then used as they are.
+- ``opentelemetry-instrument python app.py`` loads :class:`HttpmgrInstrumentor` through
+  the ``opentelemetry_instrumentor`` entry point named ``httpmgr``.
+
+Needs the ``otel`` extra.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import aiohttp
+import httpx
+from opentelemetry import metrics, trace
+from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+    BaseInstrumentor,
+)
+
+from ._manager import HttpClientManager
+from ._recorder import Recorder
+from ._redact import SENSITIVE_HEADERS, Redactor
+from ._settings import SettingsError
+
+__all__ = ["HttpmgrInstrumentor", "configure_from_env", "instrument", "uninstrument"]
+
+_log = logging.getLogger("httpmgr")
+
+TELEMETRY_VAR = "HTTPMGR_TELEMETRY"
+_ON = frozenset({"1", "true", "yes", "on"})
+_OFF = frozenset({"", "0", "false", "no", "off"})
+_SANITIZE_VAR = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS"
+
+
+class _RequestSpans:
+    """Request spans and ``http.client.request.duration`` from the contrib instrumentations,
+    on managed clients only, unless the application instrumented the libraries globally."""
+
+    def __init__(
+        self,
+        tracer_provider: trace.TracerProvider | None,
+        meter_provider: metrics.MeterProvider | None,
+    ) -> None:
+        from opentelemetry.instrumentation._semconv import (
+            _OpenTelemetrySemanticConventionStability,
+            _OpenTelemetryStabilitySignalType,
+        )
+
+        # The stable HTTP conventions (url.full, http.request.method, seconds), unless
+        # the application chose otherwise; read once by the instrumentations.
+        os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+        existing = os.environ.get(_SANITIZE_VAR, "")
+        os.environ[_SANITIZE_VAR] = ",".join(filter(None, [existing, *SENSITIVE_HEADERS]))
+        _OpenTelemetrySemanticConventionStability._initialize()  # type: ignore[no-untyped-call]
+        self.semconv_mode = (
+            _OpenTelemetrySemanticConventionStability._get_opentelemetry_stability_opt_in_mode(
+                _OpenTelemetryStabilitySignalType.HTTP
+            )
+        )
+        self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider
+
+    def httpx_client(self, client: httpx.Client | httpx.AsyncClient, new_pool: bool) -> None:
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+        # Clients sharing a pool share its transport, whose handle_request the
+        # instrumentation wraps: wrap it once. A global instrument() covers it already.
+        if new_pool and not HTTPXClientInstrumentor().is_instrumented_by_opentelemetry:
+            HTTPXClientInstrumentor.instrument_client(
+                client, tracer_provider=self.tracer_provider, meter_provider=self.meter_provider
+            )
+
+    def aiohttp_trace_configs(self) -> Sequence[aiohttp.TraceConfig]:
+        from opentelemetry.instrumentation.aiohttp_client import (
+            AioHttpClientInstrumentor,
+            create_trace_config,
+        )
+
+        if AioHttpClientInstrumentor().is_instrumented_by_opentelemetry:
+            return ()  # it adds its trace config to every new session itself
+        return (
+            create_trace_config(
+                tracer_provider=self.tracer_provider,
+                meter_provider=self.meter_provider,
+                sem_conv_opt_in_mode=self.semconv_mode,
+                sensitive_headers=list(SENSITIVE_HEADERS),
+            ),
+        )
+
+
+def instrument(
+    manager: HttpClientManager | None = None,
+    *,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+    request_spans: bool = True,
+    pool_wait_warning: float = 0.1,
+) -> Recorder:
+    """Record ``manager``'s connection telemetry (the default manager if None).
+
+    Idempotent: a manager already instrumented keeps its recorder. Clients created
+    before this call report connection metrics, but get no request spans.
+
+    Args:
+        tracer_provider: Defaults to the global provider.
+        meter_provider: Defaults to the global provider.
+        request_spans: Also give managed clients request spans and
+            ``http.client.request.duration`` from the OpenTelemetry HTTP instrumentations.
+        pool_wait_warning: Queue wait (s) above which ``httpmgr.pool_wait_exceeded`` is logged.
+    """
+    if manager is None:
+        from ._api import default_manager
+
+        manager = default_manager()
+    if isinstance(manager.sink, Recorder):
+        return manager.sink
+    recorder = Recorder(
+        manager.probes.values(),
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        redactor=Redactor(manager.settings().sensitive_query_params),
+        pool_wait_warning=pool_wait_warning,
+    )
+    if request_spans:
+        manager.hooks = _RequestSpans(tracer_provider, meter_provider)
+    manager.set_sink(recorder)
+    return recorder
+
+
+def uninstrument(manager: HttpClientManager | None = None) -> None:
+    """Stop recording (request spans already attached to clients stay)."""
+    if manager is None:
+        from ._api import default_manager
+
+        manager = default_manager()
+    manager.set_sink(None)
+    manager.hooks = None
+
+
+def telemetry_requested(environ: Mapping[str, str]) -> bool:
+    """Whether ``HTTPMGR_TELEMETRY`` asks for telemetry; a clear error for a bad value."""
+    raw = environ.get(TELEMETRY_VAR, "")
+    value = raw.strip().lower()
+    if value in _OFF:
+        return False
+    if value in _ON:
+        return True
+    raise SettingsError(
+        f"{TELEMETRY_VAR}={raw!r} is not valid: expected one of 1, 0, true, false, yes, no, on, off"
+    )
+
+
+def configure_from_env(
+    manager: HttpClientManager, environ: Mapping[str, str] | None = None
+) -> Recorder | None:
+    """The ``HTTPMGR_TELEMETRY=1`` path: SDK from ``OTEL_*`` variables, then instrument."""
+    environ = os.environ if environ is None else environ
+    if not telemetry_requested(environ):
+        return None
+    from ._sdk import install_sdk
+
+    install_sdk(environ)
+    return instrument(manager)
+
+
+class HttpmgrInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Loaded by ``opentelemetry-instrument`` (entry point ``httpmgr``); idempotent."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("httpx >= 0.28",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        instrument(
+            tracer_provider=kwargs.get("tracer_provider"),
+            meter_provider=kwargs.get("meter_provider"),
+        )
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        uninstrument()
