@@ -32,7 +32,8 @@ class Telemetry:
                     if metric.name != name:
                         continue
                     for point in metric.data.data_points:
-                        if all(point.attributes.get(k) == v for k, v in attrs.items()):
+                        point_attrs = point.attributes or {}
+                        if all(point_attrs.get(k) == v for k, v in attrs.items()):
                             found.append(point)
         return found
 
