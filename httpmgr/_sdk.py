@@ -14,8 +14,12 @@ other ``OTEL_EXPORTER_OTLP_*`` variables the OTLP/HTTP exporters read,
 
 from __future__ import annotations
 
+import atexit
 import logging
+import threading
+import time
 from collections.abc import Mapping
+from typing import Protocol
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -29,6 +33,10 @@ from ._settings import SettingsError
 __all__ = ["install_sdk"]
 
 _log = logging.getLogger("httpmgr")
+
+# At exit, flushing waits this long at most: the SDK's own exit handler would retry a
+# collector that is down for up to OTEL_EXPORTER_OTLP_TIMEOUT (10 s) per signal.
+EXIT_FLUSH_TIMEOUT = 3.0
 
 _TRACE_EXPORTERS = ("otlp", "console", "none")
 _METRIC_EXPORTERS = ("otlp", "prometheus", "console", "none")
@@ -123,13 +131,40 @@ def install_sdk(environ: Mapping[str, str]) -> None:
     span_exporters = _choices(environ, "OTEL_TRACES_EXPORTER", _TRACE_EXPORTERS)
     metric_exporters = _choices(environ, "OTEL_METRICS_EXPORTER", _METRIC_EXPORTERS)
     resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
+    installed: list[_Shutdown] = []
     if not has_tracer:
-        tracer_provider = TracerProvider(resource=resource)
+        tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         for name in span_exporters:
             tracer_provider.add_span_processor(BatchSpanProcessor(_span_exporter(name)))
         trace.set_tracer_provider(tracer_provider)
+        installed.append(tracer_provider)
     if not has_meter:
         readers = [_metric_reader(name, environ) for name in metric_exporters]
-        metrics.set_meter_provider(
-            MeterProvider(resource=resource, metric_readers=[r for r in readers if r])
+        meter_provider = MeterProvider(
+            resource=resource, metric_readers=[r for r in readers if r], shutdown_on_exit=False
+        )
+        metrics.set_meter_provider(meter_provider)
+        installed.append(meter_provider)
+    atexit.register(_shutdown, installed, EXIT_FLUSH_TIMEOUT)
+
+
+class _Shutdown(Protocol):
+    def shutdown(self) -> object: ...
+
+
+def _shutdown(providers: list[_Shutdown], timeout: float) -> None:
+    """Flush and shut the providers down side by side, waiting ``timeout`` at most."""
+    threads = [
+        threading.Thread(target=p.shutdown, name="httpmgr-otel-shutdown", daemon=True)
+        for p in providers
+    ]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in threads):
+        _log.warning(
+            "httpmgr: telemetry not flushed within %.0f s at exit (is the collector down?)",
+            timeout,
         )

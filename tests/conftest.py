@@ -9,6 +9,7 @@ from httpmgr.testing import HTTPSTestServer
 
 from .drivers import DRIVERS, KINDS, Driver
 from .otel import Telemetry
+from .otlp_receiver import OTLPReceiver
 
 
 @pytest.fixture
@@ -44,3 +45,10 @@ def telemetry(manager: HttpClientManager) -> Iterator[Telemetry]:
     yield tel
     manager.close_all()
     tel.shutdown()
+
+
+@pytest.fixture
+def otlp() -> Iterator[OTLPReceiver]:
+    receiver = OTLPReceiver()
+    yield receiver
+    receiver.close()
