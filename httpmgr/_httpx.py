@@ -339,6 +339,14 @@ def _begin(probe: Probe, request: httpx.Request) -> Exchange:
     return exchange
 
 
+def _note_response(exchange: Exchange, response: httpx.Response) -> httpx.Response:
+    if exchange.connection is not None and response.headers.get("connection", "").lower() == (
+        "close"
+    ):
+        exchange.connection.server_closed = True  # the server asked for it
+    return response
+
+
 def _end(
     probe: Probe, exchange: Exchange, request: httpx.Request, error: BaseException | None
 ) -> None:
@@ -378,7 +386,7 @@ class PooledTransport(httpx.HTTPTransport):
         try:
             for attempt in (0, 1):
                 try:
-                    return super().handle_request(request)
+                    return _note_response(exchange, super().handle_request(request))
                 except _STALE_ERRORS as exc:
                     decision = decide(
                         exchange,
@@ -430,7 +438,7 @@ class AsyncPooledTransport(httpx.AsyncHTTPTransport):
         try:
             for attempt in (0, 1):
                 try:
-                    return await super().handle_async_request(request)
+                    return _note_response(exchange, await super().handle_async_request(request))
                 except _STALE_ERRORS as exc:
                     decision = decide(
                         exchange,

@@ -35,6 +35,11 @@ __all__ = ["HttpmgrInstrumentor", "configure_from_env", "instrument", "uninstrum
 
 _log = logging.getLogger("httpmgr")
 
+# The OpenTelemetry HTTP instrumentations emit the stable conventions (url.full,
+# http.request.method, durations in seconds) only when asked, and read the choice once
+# per process: ask as early as possible, unless the application chose otherwise.
+os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+
 TELEMETRY_VAR = "HTTPMGR_TELEMETRY"
 _ON = frozenset({"1", "true", "yes", "on"})
 _OFF = frozenset({"", "0", "false", "no", "off"})
@@ -55,9 +60,6 @@ class _RequestSpans:
             _OpenTelemetryStabilitySignalType,
         )
 
-        # The stable HTTP conventions (url.full, http.request.method, seconds), unless
-        # the application chose otherwise; read once by the instrumentations.
-        os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
         existing = os.environ.get(_SANITIZE_VAR, "")
         os.environ[_SANITIZE_VAR] = ",".join(filter(None, [existing, *SENSITIVE_HEADERS]))
         _OpenTelemetrySemanticConventionStability._initialize()  # type: ignore[no-untyped-call]

@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+
+# The stable HTTP semantic conventions (url.full, ...): what httpmgr sets up itself, and
+# what users of opentelemetry-instrument are told to set. Read once per process by the
+# OpenTelemetry instrumentations, so set before any test instruments anything.
+os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
 
 from httpmgr import HttpClientManager, Settings
 from httpmgr.testing import HTTPSTestServer

@@ -59,6 +59,9 @@ class Driver(ABC):
     def close_for_real(self, **settings: Any) -> None:
         """Close the client object itself, bypassing the manager (a "broken" client)."""
 
+    def settle(self) -> None:  # noqa: B027 - a no-op for the sync client
+        """Let callbacks the client left pending run (async kinds close lazily)."""
+
     def close(self) -> None:
         self.manager.close_all()
 
@@ -121,6 +124,9 @@ class _AsyncDriver(Driver):
             return [status for status, _ in results]
 
         return self.run(many())
+
+    def settle(self) -> None:
+        self.run(asyncio.sleep(0.05))
 
     def close(self) -> None:
         self.run(self.manager.aclose_all())
