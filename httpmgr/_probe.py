@@ -127,10 +127,13 @@ current_exchange: ContextVar[Exchange | None] = ContextVar("httpmgr_exchange", d
 class Probe:
     """Turns what an adapter observed into events for the sink (if any)."""
 
-    __slots__ = ("_failed", "kind", "pools", "sink")
+    __slots__ = ("_failed", "kind", "managed", "pools", "sink")
 
-    def __init__(self, kind: ClientKind, sink: EventSink | None = None) -> None:
+    def __init__(
+        self, kind: ClientKind, sink: EventSink | None = None, *, managed: bool = True
+    ) -> None:
         self.kind: ClientKind = kind
+        self.managed = managed  # False: a client httpmgr measures but did not build
         self.sink = sink
         self.pools: weakref.WeakSet[PoolView] = weakref.WeakSet()
         self._failed = False
@@ -151,7 +154,7 @@ class Probe:
     def endpoint(self, scheme: str, host: str, port: int | None) -> Endpoint:
         if port is None:
             port = 443 if scheme == "https" else 80
-        return Endpoint(self.kind, scheme, host, port)
+        return Endpoint(self.kind, scheme, host, port, self.managed)
 
     # -- connection set-up ------------------------------------------------------------
 

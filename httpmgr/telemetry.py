@@ -26,6 +26,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
     BaseInstrumentor,
 )
 
+from ._every_client import EveryClient
 from ._manager import HttpClientManager
 from ._recorder import Recorder
 from ._redact import SENSITIVE_HEADERS, Redactor
@@ -41,6 +42,7 @@ _log = logging.getLogger("httpmgr")
 os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
 
 TELEMETRY_VAR = "HTTPMGR_TELEMETRY"
+ALL_CLIENTS_VAR = "HTTPMGR_TELEMETRY_ALL_CLIENTS"
 _ON = frozenset({"1", "true", "yes", "on"})
 _OFF = frozenset({"", "0", "false", "no", "off"})
 _SANITIZE_VAR = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS"
@@ -106,6 +108,7 @@ def instrument(
     meter_provider: metrics.MeterProvider | None = None,
     request_spans: bool = True,
     pool_wait_warning: float = 0.1,
+    all_clients: bool | None = None,
 ) -> Recorder:
     """Record ``manager``'s connection telemetry (the default manager if None).
 
@@ -118,6 +121,9 @@ def instrument(
         request_spans: Also give managed clients request spans and
             ``http.client.request.duration`` from the OpenTelemetry HTTP instrumentations.
         pool_wait_warning: Queue wait (s) above which ``httpmgr.pool_wait_exceeded`` is logged.
+        all_clients: Also measure every httpx client the process builds from now on,
+            managed or not (``httpmgr.client.managed=false`` on those). ``None``: as the
+            ``HTTPMGR_TELEMETRY_ALL_CLIENTS`` variable says (off when unset).
     """
     if manager is None:
         from ._api import default_manager
@@ -125,6 +131,8 @@ def instrument(
         manager = default_manager()
     if isinstance(manager.sink, Recorder):
         return manager.sink
+    if all_clients is None:
+        all_clients = _flag(os.environ, ALL_CLIENTS_VAR)
     recorder = Recorder(
         manager.probes.values(),
         tracer_provider=tracer_provider,
@@ -135,7 +143,30 @@ def instrument(
     if request_spans:
         manager.hooks = _RequestSpans(tracer_provider, meter_provider)
     manager.set_sink(recorder)
+    if all_clients:
+        _enable_every_client(recorder)
     return recorder
+
+
+_every_client: EveryClient | None = None
+
+
+def _enable_every_client(recorder: Recorder) -> None:
+    global _every_client
+    if _every_client is None:
+        _every_client = EveryClient(recorder)
+        _every_client.enable()
+    else:  # one patch per process: the latest recorder receives the events
+        for probe in _every_client.probes.values():
+            probe.sink = recorder
+    recorder.probes.extend(_every_client.probes.values())
+
+
+def _disable_every_client() -> None:
+    global _every_client
+    if _every_client is not None:
+        _every_client.disable()
+        _every_client = None
 
 
 def uninstrument(manager: HttpClientManager | None = None) -> None:
@@ -144,21 +175,27 @@ def uninstrument(manager: HttpClientManager | None = None) -> None:
         from ._api import default_manager
 
         manager = default_manager()
+    if isinstance(manager.sink, Recorder) and _every_client is not None:
+        _disable_every_client()
     manager.set_sink(None)
     manager.hooks = None
 
 
-def telemetry_requested(environ: Mapping[str, str]) -> bool:
-    """Whether ``HTTPMGR_TELEMETRY`` asks for telemetry; a clear error for a bad value."""
-    raw = environ.get(TELEMETRY_VAR, "")
+def _flag(environ: Mapping[str, str], var: str) -> bool:
+    raw = environ.get(var, "")
     value = raw.strip().lower()
     if value in _OFF:
         return False
     if value in _ON:
         return True
     raise SettingsError(
-        f"{TELEMETRY_VAR}={raw!r} is not valid: expected one of 1, 0, true, false, yes, no, on, off"
+        f"{var}={raw!r} is not valid: expected one of 1, 0, true, false, yes, no, on, off"
     )
+
+
+def telemetry_requested(environ: Mapping[str, str]) -> bool:
+    """Whether ``HTTPMGR_TELEMETRY`` asks for telemetry; a clear error for a bad value."""
+    return _flag(environ, TELEMETRY_VAR)
 
 
 def configure_from_env(
@@ -170,8 +207,9 @@ def configure_from_env(
         return None
     from ._sdk import install_sdk
 
+    all_clients = _flag(environ, ALL_CLIENTS_VAR)
     install_sdk(environ)
-    return instrument(manager)
+    return instrument(manager, all_clients=all_clients)
 
 
 class HttpmgrInstrumentor(BaseInstrumentor):  # type: ignore[misc]

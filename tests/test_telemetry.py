@@ -8,6 +8,7 @@ import time
 import pytest
 from opentelemetry.trace import SpanKind
 
+from httpmgr import HttpClientManager
 from httpmgr import _names as n
 from httpmgr.testing import HTTPSTestServer
 
@@ -175,3 +176,57 @@ def test_active_requests_go_up_and_down(
     sampler.join()
     assert seen == [2]
     assert telemetry.value(n.ACTIVE_REQUESTS) == 0
+
+
+def test_every_client_mode_shows_unpooled_clients(
+    manager: HttpClientManager, server: HTTPSTestServer
+) -> None:
+    import asyncio
+
+    import httpx
+
+    from httpmgr.telemetry import instrument, uninstrument
+
+    tel = Telemetry()
+    instrument(
+        manager,
+        tracer_provider=tel.tracer_provider,
+        meter_provider=tel.meter_provider,
+        all_clients=True,
+    )
+    try:
+        ctx = server.client_ssl_context()
+        for _ in range(5):  # the pattern httpmgr replaces
+            with httpx.Client(verify=ctx) as client:
+                client.get(server.url)
+
+        async def per_request_async() -> None:
+            for _ in range(2):
+                async with httpx.AsyncClient(verify=ctx) as client:
+                    await client.get(server.url)
+
+        asyncio.run(per_request_async())
+        for _ in range(5):
+            manager.get_http_client().get(server.url)
+    finally:
+        uninstrument(manager)
+    unmanaged = {n.CLIENT_MANAGED: False}
+    managed = {n.CLIENT_MANAGED: True}
+    assert telemetry_value(tel, n.TLS_HANDSHAKES, **unmanaged, **{"httpmgr.client": "httpx"}) == 5
+    assert telemetry_value(tel, n.TLS_HANDSHAKES, **unmanaged) == 7
+    assert telemetry_value(tel, n.TLS_HANDSHAKES, **managed) == 1
+    assert server.stats.handshakes == 8
+    assert telemetry_value(tel, n.REQUESTS, **unmanaged, **{n.CONNECTION_REUSED: False}) == 7
+    assert telemetry_value(tel, n.REQUESTS, **managed, **{n.CONNECTION_REUSED: True}) == 4
+    closed = tel.points(n.CONNECTION_DURATION, **unmanaged, **{n.CLOSE_REASON: "client_closed"})
+    assert sum(p.count for p in closed) == 7
+    # patches are gone: a new client is not measured
+    before = telemetry_value(tel, n.TLS_HANDSHAKES)
+    with httpx.Client(verify=server.client_ssl_context()) as client:
+        client.get(server.url)
+    assert telemetry_value(tel, n.TLS_HANDSHAKES) == before
+    tel.shutdown()
+
+
+def telemetry_value(tel: Telemetry, name: str, **attrs: object) -> float:
+    return tel.value(name, **attrs)
