@@ -29,8 +29,11 @@ def log_event(level: int, event: str, **fields: Any) -> None:
     fields.update(trace_context())
     if structlog.is_configured():
         structlog.get_logger(LOGGER_NAME).log(level, event, **fields)
-    elif _stdlib.isEnabledFor(level):
-        _stdlib.log(level, "%s %s", event, _kv(fields), extra={"httpmgr": fields})
+    else:
+        exc_info = fields.pop("exc_info", False)
+        _stdlib.log(
+            level, "%s %s", event, _kv(fields), exc_info=exc_info, extra={"httpmgr": fields}
+        )
 
 
 def trace_context() -> dict[str, str]:

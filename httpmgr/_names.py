@@ -66,6 +66,7 @@ SPAN_WAIT_FOR_CONNECTION: Final = "HTTP wait_for_connection"
 # -- log events -------------------------------------------------------------------------
 LOG_CONNECTION_OPENED: Final = "httpmgr.connection_opened"
 LOG_CONNECTION_CLOSED: Final = "httpmgr.connection_closed"
+LOG_CONNECTION_ACQUIRED: Final = "httpmgr.connection_acquired"  # DEBUG, per request
 LOG_CONNECTION_REUSED: Final = "httpmgr.connection_reused"  # DEBUG, per request
 LOG_CONNECT_FAILED: Final = "httpmgr.connect_failed"
 LOG_TLS_HANDSHAKE_FAILED: Final = "httpmgr.tls_handshake_failed"

@@ -32,10 +32,11 @@ from ._events import (
     RequestStarted,
     TLSHandshake,
 )
+from ._log import log_event
+from ._names import LOG_TELEMETRY_FAILED
 
 __all__ = ["Connection", "Exchange", "PoolView", "Probe", "current_exchange"]
 
-_log = logging.getLogger("httpmgr")
 _ids = itertools.count(1)
 
 
@@ -144,12 +145,19 @@ class Probe:
             return
         try:
             sink(event)
-        except Exception:
+        except Exception as exc:
             # Telemetry must never break a request: report the first failure, then stay
             # quiet so a broken sink cannot flood the application's logs.
             if not self._failed:
                 self._failed = True
-                _log.exception("httpmgr telemetry sink failed; the request goes on")
+                log_event(
+                    logging.ERROR,
+                    LOG_TELEMETRY_FAILED,
+                    component="sink",
+                    client=self.kind,
+                    error=repr(exc),
+                    exc_info=True,
+                )
 
     def endpoint(self, scheme: str, host: str, port: int | None) -> Endpoint:
         if port is None:

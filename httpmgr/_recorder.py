@@ -37,7 +37,6 @@ from ._redact import Redactor
 
 __all__ = ["Recorder"]
 
-_log = logging.getLogger("httpmgr")
 Attrs = Mapping[str, Any]
 
 
@@ -216,7 +215,7 @@ class Recorder:
                 span.set_attributes(_request_span_attributes(e))
         log_event(
             logging.DEBUG,
-            n.LOG_CONNECTION_REUSED if e.reused else "httpmgr.connection_acquired",
+            n.LOG_CONNECTION_REUSED if e.reused else n.LOG_CONNECTION_ACQUIRED,
             **_where(e.endpoint),
             connection_id=e.connection_id,
             reused=e.reused,
@@ -347,10 +346,16 @@ class Recorder:
         def guarded(options: CallbackOptions) -> Iterable[Observation]:
             try:
                 return list(callback())
-            except Exception:
+            except Exception as exc:
                 if not self._callback_failed:
                     self._callback_failed = True
-                    _log.exception("httpmgr could not read pool state; occupancy not reported")
+                    log_event(
+                        logging.ERROR,
+                        n.LOG_TELEMETRY_FAILED,
+                        component="pool_snapshot",
+                        error=repr(exc),
+                        exc_info=True,
+                    )
                 return []
 
         return guarded

@@ -233,5 +233,5 @@ def test_a_failing_sink_never_breaks_a_request(
     for _ in range(3):
         assert driver.get() == "ok"
     assert len(calls) > 3
-    failures = [r for r in caplog.records if "telemetry sink failed" in r.getMessage()]
+    failures = [r for r in caplog.records if "httpmgr.telemetry_failed" in r.getMessage()]
     assert len(failures) == 1  # reported once per client kind, not per event
