@@ -2,8 +2,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+JAEGER := .cache/jaeger/jaeger
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint typecheck pytest clean
+.PHONY: demo test lint typecheck pytest e2e prometheus jaeger dashboards clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -14,6 +16,21 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m httpmgr demo
 
+# Real Prometheus (and promtool) for the end-to-end tests: the Debian package.
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
+
+# Real Jaeger v2, built once from the Go module proxy into an ignored folder.
+$(JAEGER): tools/jaeger/go.mod tools/jaeger/go.sum
+	cd tools/jaeger && go build -o ../../$(JAEGER) github.com/jaegertracing/jaeger/cmd/jaeger
+
+jaeger: $(JAEGER)
+
+dashboards: $(STAMP)
+	$(PY) dashboards/generate.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -21,8 +38,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP)
-	$(PY) -m pytest -n 2
+pytest: $(STAMP) prometheus jaeger
+	$(PY) -m pytest -n 2 --dist loadgroup
+
+e2e: $(STAMP) prometheus jaeger
+	$(PY) -m pytest tests/e2e
 
 test: lint typecheck pytest
 

@@ -17,6 +17,8 @@ __all__ = ["LOGGER_NAME", "log_event"]
 
 LOGGER_NAME = "httpmgr"
 _stdlib = logging.getLogger(LOGGER_NAME)
+# The library convention: no output unless the application configures logging.
+_stdlib.addHandler(logging.NullHandler())
 
 
 def log_event(level: int, event: str, **fields: Any) -> None:
