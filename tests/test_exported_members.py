@@ -18,4 +18,10 @@ def test_submodule_exports() -> None:
         "instrument",
         "uninstrument",
     ]
-    assert httpmgr.testing.__all__ == ["Faults", "HTTPSTestServer", "ServerStats", "unused_port"]
+    assert httpmgr.testing.__all__ == [
+        "Faults",
+        "HTTPSTestServer",
+        "ServerProcess",
+        "ServerStats",
+        "unused_port",
+    ]

@@ -3,6 +3,7 @@
 Needs the ``testing`` extra (``trustme``).
 """
 
+from ._process import ServerProcess
 from ._server import Faults, HTTPSTestServer, ServerStats, unused_port
 
-__all__ = ["Faults", "HTTPSTestServer", "ServerStats", "unused_port"]
+__all__ = ["Faults", "HTTPSTestServer", "ServerProcess", "ServerStats", "unused_port"]
