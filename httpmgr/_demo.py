@@ -178,10 +178,12 @@ class _Workload:
 
             async def aiohttp_per_request() -> None:
                 connector = aiohttp.TCPConnector(ssl=verify)
-                async with aiohttp.ClientSession(connector=connector) as session:
-                    async with session.get(url) as response:
-                        response.raise_for_status()
-                        await response.read()
+                async with (
+                    aiohttp.ClientSession(connector=connector) as session,
+                    session.get(url) as response,
+                ):
+                    response.raise_for_status()
+                    await response.read()
 
             async def aiohttp_managed() -> None:
                 session = await manager.get_aiohttp_session()
