@@ -23,14 +23,14 @@ from yarl import URL
 
 from ._events import Endpoint
 from ._probe import Connection, Exchange, Probe, current_exchange
-from ._retry import IDEMPOTENT_METHODS, RETRY_REASON, stale_message
+from ._retry import IDEMPOTENT_METHODS, RETRY_REASON, disconnect_message
 from ._settings import Settings
 
-__all__ = ["ManagedSession", "ProbedConnector", "client_timeout"]
+__all__ = ["ManagedConnector", "ManagedSession", "ProbedConnector", "client_timeout", "connector"]
 
 
-class ProbedConnector(aiohttp.TCPConnector):
-    """``TCPConnector`` that reports connections opened, reused and closed to a probe."""
+class ManagedConnector(aiohttp.TCPConnector):
+    """The connector of a manager's sessions, built from its settings."""
 
     def __init__(self, settings: Settings, ssl_context: Any, probe: Probe) -> None:
         super().__init__(
@@ -43,6 +43,24 @@ class ProbedConnector(aiohttp.TCPConnector):
         self.max_connections = settings.max_connections
         self.keepalive_expiry = settings.keepalive_expiry
         self.httpmgr_closing = False
+
+    async def close(self, *, abort_ssl: bool = False) -> None:
+        self.httpmgr_closing = True
+        await super().close(abort_ssl=abort_ssl)
+
+
+def connector(settings: Settings, ssl_context: Any, probe: Probe) -> ManagedConnector:
+    """A probed connector when telemetry is on, else a plain one: the probe's ``connect``
+    wrapper is the only per-request cost, and without a sink it would report nothing."""
+    cls = ProbedConnector if probe.sink is not None else ManagedConnector
+    return cls(settings, ssl_context, probe)
+
+
+class ProbedConnector(ManagedConnector):
+    """``TCPConnector`` that reports connections opened, reused and closed to a probe."""
+
+    def __init__(self, settings: Settings, ssl_context: Any, probe: Probe) -> None:
+        super().__init__(settings, ssl_context, probe)
         self._known: weakref.WeakKeyDictionary[ResponseHandler, Connection] = (
             weakref.WeakKeyDictionary()
         )
@@ -136,10 +154,6 @@ class ProbedConnector(aiohttp.TCPConnector):
         else:
             self.probe.connect_failed(exchange.endpoint, setup, exc)
 
-    async def close(self, *, abort_ssl: bool = False) -> None:
-        self.httpmgr_closing = True
-        await super().close(abort_ssl=abort_ssl)
-
 
 async def _on_assigned(session: Any, ctx: SimpleNamespace, params: Any) -> None:
     exchange = current_exchange.get()
@@ -196,16 +210,22 @@ with warnings.catch_warnings():
         def __init__(
             self,
             settings: Settings,
-            connector: ProbedConnector,
+            connector: ManagedConnector,
             trace_configs: Sequence[aiohttp.TraceConfig] = (),
         ) -> None:
             super().__init__(
                 connector=connector,
                 connector_owner=False,
                 timeout=client_timeout(settings),
-                # ours last: its on_request_start sees the span the others started
-                trace_configs=[*trace_configs, _trace_config()],
-                trust_env=settings.trust_env,
+                # ours last: its on_request_start sees the span the others started. Only
+                # with telemetry on: aiohttp's tracing costs every request, and what it
+                # adds (queueing, request starts) only feeds telemetry.
+                trace_configs=[*trace_configs, _trace_config()]
+                if isinstance(connector, ProbedConnector)
+                else list(trace_configs),
+                # Environment proxies and .netrc are not applied to managed clients (as
+                # for httpx); aiohttp would also look them up in a thread per request.
+                trust_env=False,
             )
 
         async def close(self) -> None:
@@ -217,8 +237,13 @@ with warnings.catch_warnings():
         async def _request(self, method: str, str_or_url: Any, **kwargs: Any) -> Any:
             connector = self.connector
             probe = connector.probe if isinstance(connector, ProbedConnector) else None
-            if probe is None:  # pragma: no cover - we always build it with one
-                return await super()._request(method, str_or_url, **kwargs)
+            if probe is None or probe.sink is None:  # telemetry off: out of the way
+                try:
+                    return await super()._request(method, str_or_url, **kwargs)
+                except aiohttp.ServerDisconnectedError as exc:
+                    if method.upper() not in IDEMPOTENT_METHODS:
+                        raise _explained(method, str_or_url, exc) from exc
+                    raise
             url = URL(str_or_url)
             exchange = Exchange(
                 probe.endpoint(url.scheme, url.host or "", url.port), method.upper()
@@ -229,8 +254,8 @@ with warnings.catch_warnings():
                 return await super()._request(method, str_or_url, **kwargs)
             except aiohttp.ServerDisconnectedError as exc:
                 error = exc
-                if exchange.reused and exchange.method not in IDEMPOTENT_METHODS:
-                    raise aiohttp.ServerDisconnectedError(stale_message(exchange, exc)) from exc
+                if exchange.method not in IDEMPOTENT_METHODS:
+                    raise _explained(method, str_or_url, exc) from exc
                 raise
             except BaseException as exc:
                 error = exc
@@ -238,3 +263,9 @@ with warnings.catch_warnings():
             finally:
                 probe.request_finished(exchange, error)
                 current_exchange.reset(token)
+
+
+def _explained(method: str, url: Any, exc: BaseException) -> aiohttp.ServerDisconnectedError:
+    """aiohttp does not repeat a non-idempotent request whose connection was dropped;
+    say so (aiohttp's own message is just "Server disconnected")."""
+    return aiohttp.ServerDisconnectedError(disconnect_message(method.upper(), URL(url), exc))

@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["LOGGER_NAME", "log_event"]
+__all__ = ["LOGGER_NAME", "log_enabled", "log_event"]
 
 LOGGER_NAME = "httpmgr"
 _stdlib = logging.getLogger(LOGGER_NAME)
@@ -21,12 +21,17 @@ _stdlib = logging.getLogger(LOGGER_NAME)
 _stdlib.addHandler(logging.NullHandler())
 
 
+def log_enabled(level: int) -> bool:
+    """Whether an event at ``level`` would go anywhere (check before building one)."""
+    return structlog.is_configured() or _stdlib.isEnabledFor(level)
+
+
 def log_event(level: int, event: str, **fields: Any) -> None:
     """Log ``event`` (``httpmgr.<noun>_<verb>``) with key/value ``fields``.
 
     ``trace_id`` and ``span_id`` of the current span are added when there is one.
     """
-    if not (structlog.is_configured() or _stdlib.isEnabledFor(level)):
+    if not log_enabled(level):
         return
     fields.update(trace_context())
     if structlog.is_configured():

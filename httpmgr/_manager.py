@@ -23,7 +23,8 @@ from typing import Any, Protocol
 import aiohttp
 import httpx
 
-from ._aiohttp import ManagedSession, ProbedConnector
+from ._aiohttp import ManagedConnector, ManagedSession
+from ._aiohttp import connector as build_connector
 from ._events import ClientClosed, ClientCreated, ClientKind, ClientRecreated, EventSink
 from ._httpx import AsyncPooledTransport, ManagedAsyncClient, ManagedClient, PooledTransport
 from ._log import log_event
@@ -52,7 +53,7 @@ class _LoopPools:
     def __init__(self) -> None:
         self.transports: dict[Hashable, AsyncPooledTransport] = {}
         self.clients: dict[Settings, ManagedAsyncClient] = {}
-        self.connectors: dict[Hashable, ProbedConnector] = {}
+        self.connectors: dict[Hashable, ManagedConnector] = {}
         self.sessions: dict[Settings, ManagedSession] = {}
         self.guard: AsyncGenerator[None, None] | None = None
 
@@ -254,17 +255,17 @@ class HttpClientManager:
         session = pools.sessions.get(resolved)
         if session is not None and not session.closed:
             return session
-        connector = pools.connectors.get(resolved.pool_key)
-        if connector is None or connector.closed:
+        conn = pools.connectors.get(resolved.pool_key)
+        if conn is None or conn.closed:
             probe = self.probes["aiohttp"]
-            connector = ProbedConnector(resolved, self._ssl_context(resolved), probe)
-            pools.connectors[resolved.pool_key] = connector
-            self._created("aiohttp", connector)
+            conn = build_connector(resolved, self._ssl_context(resolved), probe)
+            pools.connectors[resolved.pool_key] = conn
+            self._created("aiohttp", conn)
         new = pools.sessions[resolved] = ManagedSession(
-            resolved, connector, self._aiohttp_trace_configs()
+            resolved, conn, self._aiohttp_trace_configs()
         )
         if session is not None:
-            self._recreated("aiohttp", connector)
+            self._recreated("aiohttp", conn)
         return new
 
     # -- closing ----------------------------------------------------------------------

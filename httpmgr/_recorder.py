@@ -10,6 +10,7 @@ probe that calls us swallows and reports (once) any error.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -31,7 +32,7 @@ from ._events import (
     RequestStarted,
     TLSHandshake,
 )
-from ._log import log_event
+from ._log import log_enabled, log_event
 from ._probe import Probe
 from ._redact import Redactor
 
@@ -77,12 +78,21 @@ class Recorder:
         self._seen_states: set[tuple[Endpoint, str | None, str]] = set()
         self._setup_spans: dict[int, trace.Span] = {}
         self._callback_failed = False
+        # Per-request counts are kept here and read at collection time (observable
+        # instruments): an SDK measurement per request costs far more than a dict update.
+        self._lock = threading.Lock()
+        self._requests: dict[tuple[Endpoint, str | None, bool], int] = {}
+        self._active: dict[Endpoint, int] = {}
 
-        self.active_requests = meter.create_up_down_counter(
-            n.ACTIVE_REQUESTS, unit="{request}", description="Requests in flight in the client."
+        meter.create_observable_up_down_counter(
+            n.ACTIVE_REQUESTS,
+            callbacks=[self._guard(self._observe_active)],
+            unit="{request}",
+            description="Requests in flight in the client.",
         )
-        self.requests = meter.create_counter(
+        meter.create_observable_counter(
             n.REQUESTS,
+            callbacks=[self._guard(self._observe_requests)],
             unit="{request}",
             description="Requests sent, by whether their connection was reused.",
         )
@@ -169,7 +179,10 @@ class Recorder:
     # -- requests ---------------------------------------------------------------------
 
     def _request_started(self, e: RequestStarted) -> None:
-        self.active_requests.add(1, self.attrs(e.endpoint))
+        with self._lock:
+            self._active[e.endpoint] = self._active.get(e.endpoint, 0) + 1
+        if not ("?" in e.url or "@" in e.url or "#" in e.url):
+            return  # nothing that redaction would change
         span = trace.get_current_span()
         if span.is_recording():
             attributes = getattr(span, "attributes", None) or {}
@@ -179,7 +192,8 @@ class Recorder:
                     span.set_attribute(key, self.redactor.url(e.url))
 
     def _request_finished(self, e: RequestFinished) -> None:
-        self.active_requests.add(-1, self.attrs(e.endpoint))
+        with self._lock:
+            self._active[e.endpoint] -= 1
 
     def _request_retried(self, e: RequestRetried) -> None:
         self.retries.add(1, {**self.attrs(e.endpoint), n.RETRY_REASON: e.reason})
@@ -196,7 +210,9 @@ class Recorder:
 
     def _connection_acquired(self, e: ConnectionAcquired) -> None:
         attrs = self.attrs(e.endpoint, e.http_version)
-        self.requests.add(1, {**attrs, n.CONNECTION_REUSED: e.reused})
+        key = (e.endpoint, e.http_version, e.reused)
+        with self._lock:
+            self._requests[key] = self._requests.get(key, 0) + 1
         self.time_in_queue.record(e.wait_time, attrs)
         setup = self._setup_spans.pop(e.connection_id, None)
         if setup is not None:  # plain HTTP: set-up ends with the TCP connect
@@ -213,15 +229,16 @@ class Recorder:
                 wait.end(end_time=end)
             if getattr(span, "kind", None) is SpanKind.CLIENT:
                 span.set_attributes(_request_span_attributes(e))
-        log_event(
-            logging.DEBUG,
-            n.LOG_CONNECTION_REUSED if e.reused else n.LOG_CONNECTION_ACQUIRED,
-            **_where(e.endpoint),
-            connection_id=e.connection_id,
-            reused=e.reused,
-            request_count=e.request_count,
-            wait_time=e.wait_time,
-        )
+        if log_enabled(logging.DEBUG):  # per request: build the event only when wanted
+            log_event(
+                logging.DEBUG,
+                n.LOG_CONNECTION_REUSED if e.reused else n.LOG_CONNECTION_ACQUIRED,
+                **_where(e.endpoint),
+                connection_id=e.connection_id,
+                reused=e.reused,
+                request_count=e.request_count,
+                wait_time=e.wait_time,
+            )
         if e.wait_time >= self.pool_wait_warning:
             log_event(
                 logging.WARNING,
@@ -359,6 +376,18 @@ class Recorder:
                 return []
 
         return guarded
+
+    def _observe_requests(self) -> Iterable[Observation]:
+        with self._lock:
+            counts = list(self._requests.items())
+        for (endpoint, version, reused), count in counts:
+            yield Observation(count, {**self.attrs(endpoint, version), n.CONNECTION_REUSED: reused})
+
+    def _observe_active(self) -> Iterable[Observation]:
+        with self._lock:
+            active = list(self._active.items())
+        for endpoint, count in active:
+            yield Observation(count, self.attrs(endpoint))
 
     def _observe_open(self) -> Iterable[Observation]:
         counts: dict[tuple[Endpoint, str | None, str], int] = {}

@@ -10,10 +10,17 @@ transports share it.
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 from ._probe import Exchange
 
-__all__ = ["IDEMPOTENT_METHODS", "StaleDecision", "decide", "stale_message"]
+__all__ = [
+    "IDEMPOTENT_METHODS",
+    "StaleDecision",
+    "decide",
+    "disconnect_message",
+    "stale_message",
+]
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 RETRY_REASON = "stale_connection"
@@ -43,6 +50,17 @@ def stale_message(exchange: Exchange, exc: BaseException) -> str:
     return (
         f"{exchange.method} to {ep.scheme}://{ep.host}:{ep.port} was sent on a kept-alive "
         f"connection that the server had closed ({exc or type(exc).__name__}); "
-        f"no response was received and the request was not retried: {why}. "
+        f"no response was received and it was not retried: {why}. "
+        "The server may or may not have processed it."
+    )
+
+
+def disconnect_message(method: str, url: Any, exc: BaseException) -> str:
+    """For aiohttp, which re-sends idempotent requests itself: a non-idempotent one whose
+    connection the server closed before any response (aiohttp says "Server disconnected")."""
+    return (
+        f"{method} to {url.scheme}://{url.host}:{url.port} was sent on a connection that the "
+        f"server closed before responding ({exc or type(exc).__name__}); it was not retried: "
+        f"{method} is not idempotent, so httpmgr does not repeat it. "
         "The server may or may not have processed it."
     )
