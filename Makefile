@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 JAEGER := .cache/jaeger/jaeger
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint typecheck pytest e2e prometheus jaeger dashboards clean
+.PHONY: demo test lint typecheck pytest e2e soak bench prometheus jaeger dashboards clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -45,6 +45,14 @@ e2e: $(STAMP) prometheus jaeger
 	$(PY) -m pytest tests/e2e
 
 test: lint typecheck pytest
+
+# The long soak: 100,000 requests across the three client kinds with server restarts.
+soak: $(STAMP)
+	HTTPMGR_SOAK_REQUESTS=100000 $(PY) -m pytest -m soak -s -p no:xdist tests/faults/test_soak.py
+
+# Side-by-side benchmarks; writes BENCHMARKS.md (about 20 minutes on 2 cores).
+bench: $(STAMP)
+	$(PY) -m benchmarks --write
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -21,7 +21,7 @@ import aiohttp
 from aiohttp.client_proto import ResponseHandler
 from yarl import URL
 
-from ._events import Endpoint
+from ._events import CloseReason, Endpoint
 from ._probe import Connection, Exchange, Probe, current_exchange
 from ._retry import IDEMPOTENT_METHODS, RETRY_REASON, disconnect_message
 from ._settings import Settings
@@ -118,15 +118,13 @@ class ProbedConnector(ManagedConnector):
         peer = transport.get_extra_info("peername") if transport is not None else None
         conn = self.probe.connected(exchange.endpoint, setup, peer)
         self._known[proto] = conn
+        conn.http_version = "1.1"  # aiohttp's client speaks HTTP/1.1 only
         ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
         if ssl_object is not None:
-            conn.http_version = "1.1"
             cipher = (ssl_object.cipher() or (None,))[0]
             # aiohttp makes the TCP connection and the handshake in one step: the
             # handshake's own duration is not observable here (None).
             self.probe.tls_done(conn, None, ssl_object.version(), cipher)
-        else:
-            conn.http_version = "1.1"
         closed = proto.closed
         if closed is not None:
             closed.add_done_callback(lambda fut: self._connection_closed(conn, fut))
@@ -134,8 +132,9 @@ class ProbedConnector(ManagedConnector):
 
     def _connection_closed(self, conn: Connection, fut: asyncio.Future[None]) -> None:
         failed = not fut.cancelled() and fut.exception() is not None
+        reason: CloseReason
         if self.httpmgr_closing:
-            reason: Any = "client_closed"
+            reason = "client_closed"
         elif failed:
             reason = "error"
         elif time.monotonic() - conn.last_active >= self.keepalive_expiry:

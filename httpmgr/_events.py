@@ -112,6 +112,8 @@ class RequestFinished:
 
     endpoint: Endpoint
     error_type: str | None
+    # seconds it waited in the pool's queue when it failed there (PoolTimeout), else None
+    queue_wait: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,11 +98,14 @@ def _begin(probe: Probe, request: httpx.Request) -> Exchange:
     return exchange
 
 
-def _note_response(exchange: Exchange, response: httpx.Response) -> httpx.Response:
-    if exchange.connection is not None and response.headers.get("connection", "").lower() == (
-        "close"
+def _note_response(probe: Probe, exchange: Exchange, response: httpx.Response) -> httpx.Response:
+    """Remember a server's "Connection: close" (for the close reason, so telemetry only)."""
+    if (
+        probe.sink is not None
+        and exchange.connection is not None
+        and response.headers.get("connection", "").lower() == "close"
     ):
-        exchange.connection.server_closed = True  # the server asked for it
+        exchange.connection.server_closed = True
     return response
 
 
@@ -145,7 +148,8 @@ class PooledTransport(httpx.HTTPTransport):
         try:
             for attempt in (0, 1):
                 try:
-                    return _note_response(exchange, super().handle_request(request))
+                    response = super().handle_request(request)
+                    return _note_response(self.probe, exchange, response)
                 except _STALE_ERRORS as exc:
                     decision = decide(
                         exchange,
@@ -197,7 +201,8 @@ class AsyncPooledTransport(httpx.AsyncHTTPTransport):
         try:
             for attempt in (0, 1):
                 try:
-                    return _note_response(exchange, await super().handle_async_request(request))
+                    response = await super().handle_async_request(request)
+                    return _note_response(self.probe, exchange, response)
                 except _STALE_ERRORS as exc:
                     decision = decide(
                         exchange,

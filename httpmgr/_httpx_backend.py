@@ -13,6 +13,7 @@ import typing
 
 import httpcore
 
+from ._events import CloseReason, Endpoint
 from ._probe import Connection, Exchange, Probe, current_exchange
 
 __all__ = ["AsyncProbedBackend", "BackendState", "ProbedBackend"]
@@ -43,8 +44,9 @@ class _ConnState:
 
     def on_close(self, readable: bool) -> None:
         conn = self.conn
+        reason: CloseReason
         if conn.errored:
-            reason: typing.Any = "error"
+            reason = "error"
         elif conn.server_closed or readable:
             reason = "server_closed"
         elif self.backend.closing:
@@ -74,21 +76,21 @@ class _ConnState:
 class BackendState:
     """Shared by the sync and async backends: probe, expiry, and whether we are closing."""
 
-    __slots__ = ("closing", "keepalive_expiry", "probe", "scheme_of")
+    __slots__ = ("closing", "keepalive_expiry", "probe")
 
     def __init__(self, probe: Probe, keepalive_expiry: float) -> None:
         self.probe = probe
         self.keepalive_expiry = keepalive_expiry
         self.closing = False
 
-    def begin_connect(self, host: str, port: int) -> tuple[float, Exchange | None]:
+    def begin_connect(self) -> tuple[float, Exchange | None]:
         t0 = time.monotonic()
         exchange = current_exchange.get()
         if exchange is not None and exchange.assigned_at is None:
             exchange.assigned_at = t0
         return t0, exchange
 
-    def endpoint(self, exchange: Exchange | None, host: str, port: int) -> typing.Any:
+    def endpoint(self, exchange: Exchange | None, host: str, port: int) -> Endpoint:
         if exchange is not None:
             return exchange.endpoint
         return self.probe.endpoint("https" if port == 443 else "http", host, port)
@@ -158,7 +160,7 @@ class ProbedBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
-        t0, exchange = self.state.begin_connect(host, port)
+        t0, exchange = self.state.begin_connect()
         endpoint = self.state.endpoint(exchange, host, port)
         try:
             stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
@@ -168,6 +170,7 @@ class ProbedBackend(httpcore.NetworkBackend):
         conn = self.state.probe.connected(
             endpoint, time.monotonic() - t0, stream.get_extra_info("server_addr")
         )
+        conn.http_version = "1.1"  # until ALPN says otherwise
         return _Stream(stream, _ConnState(self.state, conn))
 
     def sleep(self, seconds: float) -> None:
@@ -238,7 +241,7 @@ class AsyncProbedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        t0, exchange = self.state.begin_connect(host, port)
+        t0, exchange = self.state.begin_connect()
         endpoint = self.state.endpoint(exchange, host, port)
         try:
             stream = await self._inner.connect_tcp(
@@ -250,6 +253,7 @@ class AsyncProbedBackend(httpcore.AsyncNetworkBackend):
         conn = self.state.probe.connected(
             endpoint, time.monotonic() - t0, stream.get_extra_info("server_addr")
         )
+        conn.http_version = "1.1"  # until ALPN says otherwise
         return _AsyncStream(stream, _ConnState(self.state, conn))
 
     async def sleep(self, seconds: float) -> None:

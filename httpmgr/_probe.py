@@ -128,7 +128,7 @@ current_exchange: ContextVar[Exchange | None] = ContextVar("httpmgr_exchange", d
 class Probe:
     """Turns what an adapter observed into events for the sink (if any)."""
 
-    __slots__ = ("_failed", "kind", "managed", "pools", "sink")
+    __slots__ = ("_endpoints", "_failed", "kind", "managed", "pools", "sink")
 
     def __init__(
         self, kind: ClientKind, sink: EventSink | None = None, *, managed: bool = True
@@ -137,6 +137,7 @@ class Probe:
         self.managed = managed  # False: a client httpmgr measures but did not build
         self.sink = sink
         self.pools: weakref.WeakSet[PoolView] = weakref.WeakSet()
+        self._endpoints: dict[tuple[str, str, int | None], Endpoint] = {}
         self._failed = False
 
     def emit(self, event: Event) -> None:
@@ -160,9 +161,14 @@ class Probe:
                 )
 
     def endpoint(self, scheme: str, host: str, port: int | None) -> Endpoint:
-        if port is None:
-            port = 443 if scheme == "https" else 80
-        return Endpoint(self.kind, scheme, host, port, self.managed)
+        key = (scheme, host, port)
+        found = self._endpoints.get(key)
+        if found is None:
+            full_port = port if port is not None else (443 if scheme == "https" else 80)
+            found = Endpoint(self.kind, scheme, host, full_port, self.managed)
+            if len(self._endpoints) < 10_000:  # bounded, whatever the traffic
+                self._endpoints[key] = found
+        return found
 
     # -- connection set-up ------------------------------------------------------------
 
@@ -198,7 +204,10 @@ class Probe:
         if exchange.announced:
             exchange.announced = False
             err = None if exc is None else error_type(exc)
-            self.emit(RequestFinished(exchange.endpoint, err))
+            waited = None
+            if exc is not None and exchange.queued and exchange.connection is None:
+                waited = time.monotonic() - exchange.started
+            self.emit(RequestFinished(exchange.endpoint, err, waited))
 
     def acquired(self, exchange: Exchange, conn: Connection, now: float) -> None:
         """``exchange`` starts using ``conn`` (first write of the request)."""

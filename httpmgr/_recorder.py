@@ -194,6 +194,10 @@ class Recorder:
     def _request_finished(self, e: RequestFinished) -> None:
         with self._lock:
             self._active[e.endpoint] -= 1
+        if e.queue_wait is not None:  # it gave up waiting for a connection
+            self.time_in_queue.record(
+                e.queue_wait, {**self.attrs(e.endpoint), n.ERROR_TYPE: e.error_type}
+            )
 
     def _request_retried(self, e: RequestRetried) -> None:
         self.retries.add(1, {**self.attrs(e.endpoint), n.RETRY_REASON: e.reason})

@@ -18,6 +18,7 @@ import atexit
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -112,11 +113,13 @@ def _metric_reader(name: str, environ: Mapping[str, str]) -> MetricReader | None
         start_http_server(port=port, addr=host)
     except OSError as exc:
         # Telemetry must not stop the application: say so loudly and go on without it.
-        _log.error(
-            "httpmgr: cannot serve Prometheus metrics on %s:%s (%s); metrics are not exported",
-            host,
-            port,
-            exc,
+        # A warning, not a log line: httpmgr's logger is silent unless configured, and
+        # this is a set-up mistake the operator must see.
+        warnings.warn(
+            f"httpmgr: cannot serve Prometheus metrics on {host}:{port} ({exc}); "
+            "metrics are not exported (OTEL_EXPORTER_PROMETHEUS_PORT)",
+            RuntimeWarning,
+            stacklevel=2,
         )
         return None
     return PrometheusMetricReader()

@@ -129,3 +129,13 @@ def test_sync_stale_retry_can_be_switched_off(server: HTTPSTestServer) -> None:
     with server.faulty(drop_after=1), pytest.raises(httpx.RemoteProtocolError):
         client.get(server.url)
     mgr.close_all()
+
+
+def test_the_per_request_pattern_pays_a_handshake_every_time(server: HTTPSTestServer) -> None:
+    """The baseline httpmgr replaces, measured by the same server-side counter."""
+    ctx = server.client_ssl_context()
+    for _ in range(500):
+        with httpx.Client(verify=ctx) as client:
+            assert client.get(server.url).text == "ok"
+    assert server.stats.accepts == 500
+    assert server.stats.handshakes == 500

@@ -90,6 +90,8 @@ class HTTPSTestServer:
         tls: Serve HTTPS (default) or plain HTTP.
         hostnames: Names on the server certificate.
         faults: Initial :class:`Faults`.
+        ca: A ``trustme.CA`` to issue the certificate (another server's ``.ca``, so one
+            client context trusts both); a fresh one by default.
     """
 
     def __init__(
@@ -98,13 +100,14 @@ class HTTPSTestServer:
         tls: bool = True,
         hostnames: tuple[str, ...] = ("127.0.0.1", "localhost"),
         faults: Faults | None = None,
+        ca: Any = None,
     ) -> None:
         import trustme  # test/demo dependency, imported only here
 
         self.faults = faults or Faults()
         self.stats = ServerStats()
         self.tls = tls
-        self._ca = trustme.CA()
+        self.ca = self._ca = ca or trustme.CA()
         self._cert = self._ca.issue_cert(*hostnames)
         self._server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._cert.configure_cert(self._server_ctx)
