@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -78,11 +79,20 @@ class SyncDriver(Driver):
         r = self.client(**settings).request(method, self.url(path), content=content)
         return r.status_code, r.text
 
-    def concurrent(self, n: int, path: str = "/", **settings: Any) -> list[int]:
-        from concurrent.futures import ThreadPoolExecutor
+    _pool: ThreadPoolExecutor | None = None
 
-        with ThreadPoolExecutor(n) as pool:
-            return list(pool.map(lambda _: self.request("GET", path, **settings)[0], range(n)))
+    def concurrent(self, n: int, path: str = "/", **settings: Any) -> list[int]:
+        # one set of worker threads for the whole test, as an application would have
+        if self._pool is None or self._pool._max_workers < n:
+            if self._pool is not None:
+                self._pool.shutdown()
+            self._pool = ThreadPoolExecutor(n)
+        return list(self._pool.map(lambda _: self.request("GET", path, **settings)[0], range(n)))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+        super().close()
 
     def close_like_user_code(self, **settings: Any) -> None:
         with self.client(**settings) as c:

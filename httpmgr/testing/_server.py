@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections import deque
 import ssl
 import struct
 import tempfile
@@ -30,6 +31,7 @@ import h11
 
 __all__ = ["Faults", "HTTPSTestServer", "ServerStats", "unused_port"]
 
+RECENT = 1000  # requests whose path and headers ServerStats keeps
 _IDLE = b"<idle timeout>"  # _read_request's marker for "closed by the keep-alive timer"
 
 
@@ -66,8 +68,9 @@ class ServerStats:
     max_open_connections: int = 0
     closed_idle: int = 0  # closed by the keep-alive timeout
     dropped: int = 0  # dropped by drop_after
-    paths: list[str] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
+    # the most recent requests only: a soak must not measure the server's own memory
+    paths: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT))
+    headers: deque[dict[str, str]] = field(default_factory=lambda: deque(maxlen=RECENT))
 
     def reset(self) -> None:
         fresh = ServerStats()

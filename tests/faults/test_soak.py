@@ -41,6 +41,7 @@ def _rss_kib() -> int:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)
 def test_soak_with_server_restarts(
     driver: Driver, server: HTTPSTestServer, manager: HttpClientManager
 ) -> None:
