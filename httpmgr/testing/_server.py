@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections import deque
 import ssl
 import struct
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
