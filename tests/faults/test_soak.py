@@ -58,7 +58,7 @@ def test_soak_with_server_restarts(
     per_kind = REQUESTS // 3
     batches = per_kind // BATCH
     restart_every = max(1, batches // 10)  # ten restarts per kind
-    rss_after_warm_up = 0
+    rss_after_warm_up = most_held = 0
     for b in range(batches):
         statuses = driver.concurrent(BATCH, "/", **settings)
         assert statuses == [200] * BATCH  # nothing lost, restarts or not
@@ -66,8 +66,13 @@ def test_soak_with_server_restarts(
             rss_after_warm_up = _rss_kib()
         if b % restart_every == restart_every - 1:
             server.restart()
-        assert server.stats.max_open_connections <= LIMIT
+        # What the pool holds open never exceeds its limit. (The server's own count may
+        # lag: it sees a connection the client closed go only when it reads the EOF.)
+        held = sum(len(pool.snapshot()) for pool in list(manager.probes[driver.kind].pools))
+        assert held <= LIMIT, held
+        most_held = max(most_held, held)
     tracer_provider.force_flush()
+    assert most_held >= 1  # the pools were really read
     growth_mib = (_rss_kib() - rss_after_warm_up) / 1024
     assert growth_mib < 30, growth_mib
     data = reader.get_metrics_data()
