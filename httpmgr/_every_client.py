@@ -12,7 +12,7 @@ import httpcore
 import httpx
 
 from ._events import Endpoint
-from ._httpx import AsyncPooledTransport, PooledTransport, _begin, _end, _snapshot
+from ._httpx import AsyncPooledTransport, PooledTransport, Scope, _snapshot
 from ._httpx_backend import AsyncProbedBackend, BackendState, ProbedBackend
 from ._probe import Probe, current_exchange
 
@@ -132,17 +132,8 @@ class EveryClient:
             probe = getattr(self, "_httpmgr_probe", None)
             if probe is None or current_exchange.get() is not None:
                 return typing.cast(httpx.Response, handle(self, request))
-            exchange = _begin(probe, request)
-            token = current_exchange.set(exchange)
-            error: BaseException | None = None
-            try:
+            with Scope(probe, request):
                 return typing.cast(httpx.Response, handle(self, request))
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                _end(probe, exchange, request, error)
-                current_exchange.reset(token)
 
         return handle_request
 
@@ -152,16 +143,7 @@ class EveryClient:
             probe = getattr(self, "_httpmgr_probe", None)
             if probe is None or current_exchange.get() is not None:
                 return typing.cast(httpx.Response, await handle(self, request))
-            exchange = _begin(probe, request)
-            token = current_exchange.set(exchange)
-            error: BaseException | None = None
-            try:
+            with Scope(probe, request):
                 return typing.cast(httpx.Response, await handle(self, request))
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                _end(probe, exchange, request, error)
-                current_exchange.reset(token)
 
         return handle_async_request

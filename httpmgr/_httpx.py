@@ -90,12 +90,60 @@ def _pool_kwargs(settings: Settings, ssl_context: ssl.SSLContext) -> dict[str, t
     }
 
 
-def _begin(probe: Probe, request: httpx.Request) -> Exchange:
-    url = request.url
-    exchange = Exchange(probe.endpoint(url.scheme, url.host, url.port), request.method)
-    request.extensions[_EXCHANGE] = exchange
-    probe.request_started(exchange, url)
-    return exchange
+class Scope:
+    """One request through a transport, as the probe sees it: ``with Scope(...) as ex:``.
+
+    Makes the request's Exchange current (the network backend finds it there) and reports
+    its start and end. Shared by every transport, sync or async: no I/O inside.
+    """
+
+    __slots__ = ("_token", "exchange", "probe", "request")
+
+    def __init__(self, probe: Probe, request: httpx.Request) -> None:
+        self.probe = probe
+        self.request = request
+
+    def __enter__(self) -> Exchange:
+        url = self.request.url
+        exchange = Exchange(
+            self.probe.endpoint(url.scheme, url.host, url.port), self.request.method
+        )
+        self.request.extensions[_EXCHANGE] = exchange
+        self.probe.request_started(exchange, url)
+        self.exchange = exchange
+        self._token = current_exchange.set(exchange)
+        return exchange
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.request.extensions.pop(_EXCHANGE, None)
+        self.probe.request_finished(self.exchange, exc)
+        current_exchange.reset(self._token)
+
+
+def _stale_outcome(
+    settings: Settings,
+    probe: Probe,
+    exchange: Exchange,
+    request: httpx.Request,
+    exc: httpx.TransportError,
+    attempt: int,
+) -> httpx.TransportError | None:
+    """After a failed attempt: None to send again, else the exception to raise."""
+    decision = decide(
+        exchange, replayable=_replayable(request), attempt=attempt, enabled=settings.retry_stale
+    )
+    if decision is StaleDecision.RAISE:
+        return exc
+    if decision is StaleDecision.EXPLAIN:
+        return type(exc)(stale_message(exchange, exc), request=request)
+    probe.retried(exchange, RETRY_REASON)
+    exchange.restart()
+    return None
 
 
 def _note_response(probe: Probe, exchange: Exchange, response: httpx.Response) -> httpx.Response:
@@ -107,13 +155,6 @@ def _note_response(probe: Probe, exchange: Exchange, response: httpx.Response) -
     ):
         exchange.connection.server_closed = True
     return response
-
-
-def _end(
-    probe: Probe, exchange: Exchange, request: httpx.Request, error: BaseException | None
-) -> None:
-    request.extensions.pop(_EXCHANGE, None)
-    probe.request_finished(exchange, error)
 
 
 def _replayable(request: httpx.Request) -> bool:
@@ -142,34 +183,20 @@ class PooledTransport(httpx.HTTPTransport):
         return _snapshot(self.probe, self._pool.connections)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        exchange = _begin(self.probe, request)
-        token = current_exchange.set(exchange)
-        error: BaseException | None = None
-        try:
+        with Scope(self.probe, request) as exchange:
             for attempt in (0, 1):
                 try:
                     response = super().handle_request(request)
                     return _note_response(self.probe, exchange, response)
                 except _STALE_ERRORS as exc:
-                    decision = decide(
-                        exchange,
-                        replayable=_replayable(request),
-                        attempt=attempt,
-                        enabled=self.settings.retry_stale,
+                    failure = _stale_outcome(
+                        self.settings, self.probe, exchange, request, exc, attempt
                     )
-                    if decision is StaleDecision.RAISE:
+                    if failure is exc:
                         raise
-                    if decision is StaleDecision.EXPLAIN:
-                        raise type(exc)(stale_message(exchange, exc), request=request) from exc
-                    self.probe.retried(exchange, RETRY_REASON)
-                    exchange.restart()
+                    if failure is not None:
+                        raise failure from exc
             raise AssertionError("unreachable")  # pragma: no cover
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            _end(self.probe, exchange, request, error)
-            current_exchange.reset(token)
 
     def close(self) -> None:
         self.backend_state.closing = True
@@ -195,34 +222,20 @@ class AsyncPooledTransport(httpx.AsyncHTTPTransport):
         return _snapshot(self.probe, self._pool.connections)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        exchange = _begin(self.probe, request)
-        token = current_exchange.set(exchange)
-        error: BaseException | None = None
-        try:
+        with Scope(self.probe, request) as exchange:
             for attempt in (0, 1):
                 try:
                     response = await super().handle_async_request(request)
                     return _note_response(self.probe, exchange, response)
                 except _STALE_ERRORS as exc:
-                    decision = decide(
-                        exchange,
-                        replayable=_replayable(request),
-                        attempt=attempt,
-                        enabled=self.settings.retry_stale,
+                    failure = _stale_outcome(
+                        self.settings, self.probe, exchange, request, exc, attempt
                     )
-                    if decision is StaleDecision.RAISE:
+                    if failure is exc:
                         raise
-                    if decision is StaleDecision.EXPLAIN:
-                        raise type(exc)(stale_message(exchange, exc), request=request) from exc
-                    self.probe.retried(exchange, RETRY_REASON)
-                    exchange.restart()
+                    if failure is not None:
+                        raise failure from exc
             raise AssertionError("unreachable")  # pragma: no cover
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            _end(self.probe, exchange, request, error)
-            current_exchange.reset(token)
 
     async def aclose(self) -> None:
         self.backend_state.closing = True

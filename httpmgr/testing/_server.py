@@ -172,9 +172,19 @@ class HTTPSTestServer:
         await asyncio.gather(self._acceptor, *self._tasks, return_exceptions=True)
 
     def restart(self) -> None:
-        """Drop every connection and listen again on the same port."""
-        self.stop()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result()
+        """Drop every connection at once, as a server restart does.
+
+        The listening socket stays bound: releasing the port, even briefly, would let
+        another process on the machine (a parallel test worker) take it.
+        """
+        asyncio.run_coroutine_threadsafe(self._drop_all(), self._loop).result()
+
+    async def _drop_all(self) -> None:
+        for writer in list(self._writers):
+            writer.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def close(self) -> None:
         self.stop()
@@ -232,6 +242,10 @@ class HTTPSTestServer:
             stats.handshake_failures += 1
             sock.close()
             return
+        except BaseException:  # cancelled (stop or restart) during the handshake
+            stats.open_connections -= 1
+            sock.close()
+            raise
         if self.tls:
             stats.handshakes += 1
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
