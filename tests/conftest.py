@@ -44,10 +44,8 @@ def driver(
 @pytest.fixture
 def telemetry(manager: HttpClientManager) -> Iterator[Telemetry]:
     """The manager's telemetry, recorded with in-memory exporters."""
-    from httpmgr.telemetry import instrument
-
     tel = Telemetry()
-    instrument(manager, tracer_provider=tel.tracer_provider, meter_provider=tel.meter_provider)
+    tel.instrument(manager)
     yield tel
     manager.close_all()
     tel.shutdown()

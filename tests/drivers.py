@@ -8,8 +8,9 @@ the whole test, as an application would.
 from __future__ import annotations
 
 import asyncio
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -189,6 +190,24 @@ class AiohttpDriver(_AsyncDriver):
 
     def close_for_real(self, **settings: Any) -> None:
         self.run(aiohttp.ClientSession.close(self.run(self.aclient(**settings))))
+
+
+def run_in_threads(fn: Callable[[], object], n: int) -> list[BaseException]:
+    """Run ``fn`` on ``n`` threads at once; what they raised, for the test to assert on."""
+    errors: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
 
 
 DRIVERS: dict[ClientKind, type[Driver]] = {

@@ -11,6 +11,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from httpmgr import HttpClientManager
+
 
 @dataclass
 class Telemetry:
@@ -21,6 +23,17 @@ class Telemetry:
         self.tracer_provider = TracerProvider()
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
+
+    def instrument(self, manager: HttpClientManager, **options: Any) -> None:
+        """Record ``manager``'s telemetry here (``options`` as for ``instrument()``)."""
+        from httpmgr.telemetry import instrument
+
+        instrument(
+            manager,
+            tracer_provider=self.tracer_provider,
+            meter_provider=self.meter_provider,
+            **options,
+        )
 
     def points(self, name: str, **attrs: Any) -> list[Any]:
         """Data points of metric ``name`` whose attributes include ``attrs``."""

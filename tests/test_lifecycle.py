@@ -19,31 +19,25 @@ import pytest
 from httpmgr import HttpClientManager
 from httpmgr.testing import HTTPSTestServer
 
+from .drivers import run_in_threads
+
 
 def test_fifty_threads_share_one_client_and_one_pool(
     manager: HttpClientManager, server: HTTPSTestServer
 ) -> None:
     clients: list[httpx.Client] = []
-    errors: list[BaseException] = []
     barrier = threading.Barrier(50)
 
     def work() -> None:
-        try:
-            barrier.wait()
-            # keep-alive room for every thread: with fewer (httpx's default is 20),
-            # each release above the limit closes a connection and the pool churns
-            client = manager.get_http_client(max_keepalive_connections=50)
-            clients.append(client)
-            for _ in range(10):
-                assert client.get(server.url).text == "ok"
-        except BaseException as exc:  # collected, asserted below
-            errors.append(exc)
+        barrier.wait()
+        # keep-alive room for every thread: with fewer (httpx's default is 20),
+        # each release above the limit closes a connection and the pool churns
+        client = manager.get_http_client(max_keepalive_connections=50)
+        clients.append(client)
+        for _ in range(10):
+            assert client.get(server.url).text == "ok"
 
-    threads = [threading.Thread(target=work) for _ in range(50)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_in_threads(work, 50)
     assert errors == []
     assert len({id(c) for c in clients}) == 1
     assert len({id(c._transport) for c in clients}) == 1
@@ -90,8 +84,6 @@ def _eventually_zero(server: HTTPSTestServer) -> bool:
 def test_loops_in_threads_are_independent(
     manager: HttpClientManager, server: HTTPSTestServer
 ) -> None:
-    errors: list[BaseException] = []
-
     async def use() -> None:
         client = await manager.get_async_http_client()
         session = await manager.get_aiohttp_session()
@@ -100,17 +92,7 @@ def test_loops_in_threads_are_independent(
             async with session.get(server.url) as r:
                 assert r.status == 200
 
-    def run() -> None:
-        try:
-            asyncio.run(use())
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_in_threads(lambda: asyncio.run(use()), 8)
     assert errors == []
     assert server.stats.requests == 80
     assert server.stats.handshakes == 16  # one per loop per kind

@@ -64,15 +64,8 @@ def test_retry_and_pool_wait_are_logged(
     manager: HttpClientManager,
     logs: list[MutableMapping[str, Any]],
 ) -> None:
-    from httpmgr.telemetry import instrument
-
     tel = Telemetry()
-    instrument(
-        manager,
-        tracer_provider=tel.tracer_provider,
-        meter_provider=tel.meter_provider,
-        pool_wait_warning=0.05,
-    )
+    tel.instrument(manager, pool_wait_warning=0.05)
     driver.get()
     with server.faulty(drop_after=1):
         driver.get()

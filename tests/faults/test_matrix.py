@@ -39,8 +39,9 @@ def test_server_closes_idle_connections_before_the_client_would(
         driver.settle()  # an application's event loop runs: it sees the server's FIN
         assert driver.get() == "ok"
     driver.settle()
-    closed = telemetry.points(n.CONNECTION_DURATION, **{n.CLOSE_REASON: "server_closed"})
-    assert sum(p.count for p in closed) == 1
+    [closed] = telemetry.points(n.CONNECTION_DURATION, **{n.CLOSE_REASON: "server_closed"})
+    assert closed.count == 1
+    assert 0.1 <= closed.sum < 5  # its lifetime: opened, idle 0.1 s, closed by the server
     assert telemetry.value(n.RETRIES) == 0  # seen closed before sending: nothing to retry
     _recovered(driver, telemetry)
 
